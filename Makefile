@@ -1,0 +1,47 @@
+# Guardian Cluster: `make demo` runs the pipeline end to end, `make test` runs every test.
+# Both do all set-up on a fresh machine: JDK/Maven (Debian), Python venv, broker jars.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GUARDIAN := $(VENV)/bin/guardian
+STAMP := $(VENV)/.installed
+# Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: deps venv broker-jars test test-unit test-integration lint demo clean
+
+deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing JDK and Maven from Debian packages"; \
+	  SUDO=$$(command -v sudo || true); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven; }
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==25.3
+	@echo "installing Python dependencies (first run builds llama-cpp-python: ~7 min on 2 cores)"
+	$(PY) -m pip install -q --progress-bar off -e ".[llm,dev]"
+	@touch $@
+
+broker-jars: deps venv
+	$(GUARDIAN) broker fetch
+
+lint: venv
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: deps venv broker-jars lint
+	$(PY) -m pytest tests/unit
+	bash deploy/with-broker.sh $(PY) -m pytest tests/integration
+
+demo: deps venv broker-jars
+	bash deploy/with-broker.sh $(GUARDIAN) demo
+
+clean:
+	-$(GUARDIAN) broker stop
+	rm -rf .run

@@ -1,0 +1,62 @@
+"""The live configuration the decisions are made under: thresholds, limits, prompts.
+
+Plain frozen models (no environment): the streams layer builds the first
+version from settings and later versions from ``ConfigChanged`` events.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IntakePolicy(_Frozen):
+    max_prompt_chars: int = Field(default=8000, ge=1)
+    min_priority: int = 0
+    max_priority: int = 9
+    max_rounds_cap: int = Field(default=5, ge=1)
+    tenant_pattern: str = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+    reject_injection: bool = True
+
+
+class GuardianPolicy(_Frozen):
+    pass_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_alignment: float = Field(default=0.3, ge=-1.0, le=1.0)
+    """Cosine similarity between request and answer below which the answer is off-topic."""
+    full_alignment: float = Field(default=0.6, ge=-1.0, le=1.0)
+    """Cosine similarity that scores 1.0."""
+    min_words: int = Field(default=3, ge=0)
+    pii_check: bool = True
+    leak_min_chars: int = Field(default=40, ge=8)
+    weight_alignment: float = 0.5
+    weight_completeness: float = 0.25
+    weight_format: float = 0.1
+    weight_safety: float = 0.15
+    version: str = "v1"
+
+
+class RefinePolicy(_Frozen):
+    max_rounds: int = Field(default=3, ge=1)
+    default_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class SpecialistProfile(_Frozen):
+    name: str = "general"
+    system_prompt: str = (
+        "You are a careful assistant. Answer the user's question directly, accurately "
+        "and completely, in plain language."
+    )
+    prompt_version: str = "v1"
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1)
+
+
+class PipelineConfig(_Frozen):
+    version: int = 0
+    intake: IntakePolicy = IntakePolicy()
+    guardian: GuardianPolicy = GuardianPolicy()
+    refine: RefinePolicy = RefinePolicy()
+    specialist: SpecialistProfile = SpecialistProfile()

@@ -1,0 +1,63 @@
+"""The outside-world capabilities the decision layer needs, as Protocols.
+
+Connectors implement these; agents and stages depend only on the Protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Completion(BaseModel):
+    """What a model returned for one call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    content: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model. Raises ``agents.errors.ModelError`` subclasses on failure."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, temperature: float, max_tokens: int
+    ) -> Completion: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Sentence embeddings; vectors are L2-normalised so a dot product is cosine."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class PiiFinding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+
+@runtime_checkable
+class PiiDetector(Protocol):
+    def find(self, text: str) -> list[PiiFinding]: ...

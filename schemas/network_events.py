@@ -1,0 +1,94 @@
+"""Events of the guardian network and operations: diagnosis, proposals, experiments,
+configuration, specialist health, alerts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.envelope import Event, Millis
+
+
+class FailureDiagnosed(Event):
+    diagnosis_id: str
+    window_start: Millis
+    window_end: Millis
+    specialist: str
+    model: str
+    prompt_version: str
+    failure_class: str
+    failures: int
+    total: int
+    rate: float
+    example_request_ids: tuple[str, ...] = ()
+    summary: str = ""
+
+
+class ImprovementProposed(Event):
+    proposal_id: str
+    diagnosis_id: str | None = None
+    kind: Literal["prompt", "temperature", "model", "routing_weight", "threshold"]
+    key: str
+    current_value: str
+    proposed_value: str
+    rationale: str = ""
+    expected_effect: str = ""
+    proposed_by: str = "optimizer"
+
+
+class ProposalReviewed(Event):
+    proposal_id: str
+    approved: bool
+    reasons: tuple[str, ...] = ()
+    reviewer: str = "safety-monitor"
+
+
+class ExperimentConcluded(Event):
+    experiment_id: str
+    proposal_id: str
+    control_n: int
+    control_passes: int
+    treatment_n: int
+    treatment_passes: int
+    control_mean_score: float
+    treatment_mean_score: float
+    effect_size: float
+    p_value_pass_rate: float
+    p_value_scores: float
+    decision: Literal["promote", "rollback", "inconclusive"]
+    reason: str = ""
+
+
+class ConfigChanged(Event):
+    version: int
+    previous_version: int
+    changed_by: str
+    reason: str = ""
+    changed_keys: tuple[str, ...] = ()
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class SpecialistHealth(Event):
+    specialist: str
+    deployment: str
+    model: str = ""
+    state: Literal["healthy", "degraded", "down"]
+    breaker: Literal["closed", "open", "half_open"] = "closed"
+    error_rate: float = 0.0
+    window_s: float = 60.0
+    calls: int = 0
+    failures: int = 0
+    last_success_at: Millis | None = None
+
+
+class AlertRaised(Event):
+    alert_id: str
+    rule: str
+    severity: Literal["info", "warning", "critical"]
+    subject: str
+    state: Literal["firing", "resolved"]
+    value: float
+    threshold: float
+    message: str = ""
+    started_at: Millis

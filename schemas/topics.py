@@ -1,0 +1,99 @@
+"""Every topic of the system, defined once: name, record, key, partitions, retention.
+
+Names follow ``guardian.<name>.v<major>``; nothing else in the code spells a
+topic name. One record type per topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.envelope import Event
+from schemas.network_events import (
+    AlertRaised,
+    ConfigChanged,
+    ExperimentConcluded,
+    FailureDiagnosed,
+    ImprovementProposed,
+    ProposalReviewed,
+    SpecialistHealth,
+)
+from schemas.request_events import (
+    DeadLettered,
+    DeadlinePassed,
+    FeedbackGiven,
+    RequestSubmitted,
+    ResponseDelivered,
+    SpecialistAnswered,
+    TaskAssigned,
+    VerdictIssued,
+)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type[Event]
+    key: str
+    partitions: int
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    retention_ms: int = 7 * DAY_MS
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configs for the admin client."""
+        cfg = {"cleanup.policy": self.cleanup_policy}
+        if self.cleanup_policy == "delete":
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+def _spec(short: str, record: type[Event], key: str = "request_id", **kw: object) -> TopicSpec:
+    return TopicSpec(name=f"guardian.{short}.v1", record=record, key=key, **kw)  # type: ignore[arg-type]
+
+
+REQUESTS = _spec("requests", RequestSubmitted, partitions=6)
+TASKS = _spec("tasks", TaskAssigned, partitions=6)
+ANSWERS = _spec("answers", SpecialistAnswered, partitions=6)
+VERDICTS = _spec("verdicts", VerdictIssued, partitions=6)
+RESPONSES = _spec("responses", ResponseDelivered, partitions=6)
+DEAD_LETTERS = _spec("dead_letters", DeadLettered, partitions=1, retention_ms=30 * DAY_MS)
+DEADLINES = _spec("deadlines", DeadlinePassed, partitions=6, retention_ms=DAY_MS)
+FEEDBACK = _spec("feedback", FeedbackGiven, partitions=6, retention_ms=30 * DAY_MS)
+DIAGNOSES = _spec("diagnoses", FailureDiagnosed, key="diagnosis_id", partitions=1)
+PROPOSALS = _spec("proposals", ImprovementProposed, key="proposal_id", partitions=1)
+REVIEWS = _spec("reviews", ProposalReviewed, key="proposal_id", partitions=1)
+EXPERIMENTS = _spec("experiments", ExperimentConcluded, key="experiment_id", partitions=1)
+CONFIG = _spec("config", ConfigChanged, key="scope", partitions=1, cleanup_policy="compact")
+SPECIALIST_HEALTH = _spec(
+    "specialist_health", SpecialistHealth, key="deployment", partitions=1, cleanup_policy="compact"
+)
+ALERTS = _spec("alerts", AlertRaised, key="alert_id", partitions=1, retention_ms=30 * DAY_MS)
+
+ALL: tuple[TopicSpec, ...] = (
+    REQUESTS,
+    TASKS,
+    ANSWERS,
+    VERDICTS,
+    RESPONSES,
+    DEAD_LETTERS,
+    DEADLINES,
+    FEEDBACK,
+    DIAGNOSES,
+    PROPOSALS,
+    REVIEWS,
+    EXPERIMENTS,
+    CONFIG,
+    SPECIALIST_HEALTH,
+    ALERTS,
+)
+BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL}
+BY_RECORD: dict[str, TopicSpec] = {t.record.record_name: t for t in ALL}
+
+
+def qualified(spec: TopicSpec, namespace: str = "") -> str:
+    """The topic's name under an optional namespace prefix (isolated test runs, tenants
+    sharing a cluster): ``<namespace>.guardian.requests.v1``."""
+    return f"{namespace}.{spec.name}" if namespace else spec.name

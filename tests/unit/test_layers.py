@@ -1,0 +1,69 @@
+"""One-way imports: schemas <- agents <- connectors <- streams (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# What each layer may import from the project.
+ALLOWED = {
+    "schemas": {"schemas"},
+    "agents": {"schemas", "agents"},
+    "connectors": {"schemas", "agents", "connectors"},
+    "streams": {"schemas", "agents", "connectors", "streams"},
+}
+# The decision layer stays pure: no I/O libraries, no environment.
+FORBIDDEN_IN_AGENTS = {"faust", "aiokafka", "confluent_kafka", "httpx", "redis", "os", "socket"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def _files(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+def violations(layer: str) -> list[str]:
+    bad = []
+    ours = set(ALLOWED)
+    for path in _files(layer):
+        for line, top in _imports(path):
+            if top in ours and top not in ALLOWED[layer]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {top}")
+            if layer == "agents" and top in FORBIDDEN_IN_AGENTS:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {top} (I/O in agents)")
+    return bad
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_no_upward_imports(layer: str) -> None:
+    assert _files(layer), f"{layer}/ has no modules"
+    assert violations(layer) == []
+
+
+def test_the_walker_sees_an_upward_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom streams.app import app\nfrom . import sibling\n")
+    assert (2, "streams") in _imports(bad)
+    assert all(top != "sibling" for _, top in _imports(bad))
+
+
+def test_only_settings_read_the_environment() -> None:
+    offenders = []
+    for layer in ALLOWED:
+        for path in _files(layer):
+            text = path.read_text(encoding="utf-8")
+            if "os.environ" in text or "getenv(" in text:
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
