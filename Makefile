@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
 	@echo "installing Python dependencies (first run builds llama-cpp-python: ~7 min on 2 cores)"
-	$(PY) -m pip install -q --progress-bar off -e ".[llm,dev]"
+	$(PY) -m pip install -q --progress-bar off -e ".[llm,dev]" --config-settings editable_mode=compat
 	@touch $@
 
 broker-jars: deps venv

@@ -1,0 +1,145 @@
+"""GuardianClient: submit requests and await their one final response over Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.errors import ResponseTimeoutError
+from connectors.kafka import KafkaSettings
+from schemas import topics
+from schemas.codec import Codec
+from schemas.errors import DecodeError
+from schemas.request_events import RequestSubmitted, ResponseDelivered
+from schemas.topics import qualified
+
+
+class GuardianClient:
+    """An async client: ``ask()`` submits a prompt and waits for its final answer.
+
+    Responses are read from the end of the responses topic as they arrive (no
+    consumer group), so any number of clients can wait side by side.
+    """
+
+    def __init__(self, settings: KafkaSettings, *, codec: Codec | None = None) -> None:
+        self._settings = settings
+        self._codec = codec or Codec(max_payload=settings.max_payload_bytes)
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._waiters: dict[str, asyncio.Future[ResponseDelivered]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._requests = qualified(topics.REQUESTS, settings.topic_namespace)
+        self._responses = qualified(topics.RESPONSES, settings.topic_namespace)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(**self._settings.aiokafka(), acks="all", linger_ms=0)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def submit(self, prompt: str, **fields: Any) -> RequestSubmitted:
+        """Send one request; returns it (its ``request_id`` names the answer to wait for)."""
+        assert self._producer is not None, "start() the client first"
+        request_id = fields.pop("request_id", None) or uuid.uuid4().hex
+        request = RequestSubmitted(
+            event_id=uuid.uuid4().hex,
+            request_id=request_id,
+            occurred_at=datetime.now(tz=UTC),
+            prompt=prompt,
+            **fields,
+        )
+        await self.send_raw(request_id.encode(), self._codec.encode(request))
+        return request
+
+    async def send_raw(self, key: bytes, value: bytes) -> None:
+        """Produce bytes as they are (operators' tooling and tests of bad input)."""
+        assert self._producer is not None, "start() the client first"
+        await self._producer.send_and_wait(self._requests, key=key, value=value)
+
+    async def ask(self, prompt: str, *, timeout_s: float = 120.0, **fields: Any) -> ResponseDelivered:
+        """Submit and wait for the final response."""
+        await self._follow()
+        request_id = fields.pop("request_id", None) or uuid.uuid4().hex
+        waiter = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
+        await self.submit(prompt, request_id=request_id, **fields)
+        return await self.wait_for(request_id, waiter, timeout_s)
+
+    async def wait_for(
+        self, request_id: str, waiter: asyncio.Future[ResponseDelivered], timeout_s: float
+    ) -> ResponseDelivered:
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except TimeoutError as exc:
+            raise ResponseTimeoutError(
+                f"no response for {request_id} within {timeout_s:.0f}s"
+            ) from exc
+        finally:
+            self._waiters.pop(request_id, None)
+
+    async def responses(self, *, from_beginning: bool = False) -> AsyncIterator[ResponseDelivered]:
+        """Every response as it arrives (undecodable records are skipped)."""
+        consumer = await self._open_consumer(from_beginning=from_beginning)
+        try:
+            async for message in consumer:
+                try:
+                    yield self._codec.decode(message.value, ResponseDelivered)
+                except DecodeError:
+                    continue
+        finally:
+            await consumer.stop()
+
+    async def _follow(self) -> None:
+        if self._reader is None:
+            self._consumer = await self._open_consumer(from_beginning=False)
+            self._reader = asyncio.create_task(self._read(self._consumer))
+
+    async def _open_consumer(self, *, from_beginning: bool) -> AIOKafkaConsumer:
+        assert self._producer is not None, "start() the client first"
+        try:
+            parts = await self._producer.partitions_for(self._responses)
+        except KafkaError as exc:
+            raise ResponseTimeoutError(f"topic {self._responses} is not available: {exc}") from exc
+        consumer = AIOKafkaConsumer(**self._settings.aiokafka(), enable_auto_commit=False)
+        await consumer.start()
+        assigned = [TopicPartition(self._responses, p) for p in sorted(parts)]
+        consumer.assign(assigned)
+        if from_beginning:
+            await consumer.seek_to_beginning(*assigned)
+        else:
+            await consumer.seek_to_end(*assigned)
+            for tp in assigned:  # resolve the end offsets now, before anything is submitted
+                await consumer.position(tp)
+        return consumer
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        async for message in consumer:
+            try:
+                response = self._codec.decode(message.value, ResponseDelivered)
+            except DecodeError:
+                continue
+            waiter = self._waiters.get(response.request_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(response)

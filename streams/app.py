@@ -1,0 +1,93 @@
+"""The faust application: topics, the refinement table and the four stages, wired
+to the ports chosen by settings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import faust
+
+from agents.ports import Embedder
+from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
+from connectors.llm_embedded import EmbeddedLLM
+from connectors.llm_scripted import ScriptedLLM
+from connectors.pii import PresidioPiiDetector
+from schemas.codec import Codec
+from streams import guardian, intake, refine, specialist
+from streams.runtime import Ports, Runtime
+from streams.settings import AppSettings
+
+_log = logging.getLogger(__name__)
+TABLE = "refinement"
+
+
+def build_ports(settings: AppSettings) -> Ports:
+    """The model, embedder and PII detector the settings ask for."""
+    if settings.model.backend == "scripted":
+        if settings.model.script_path is not None:
+            llm: ScriptedLLM | EmbeddedLLM = ScriptedLLM.from_file(settings.model.script_path)
+        else:
+            llm = ScriptedLLM()
+    else:
+        llm = EmbeddedLLM(settings.embedded)
+    embedder: Embedder = (
+        HashingEmbedder() if settings.guard.embedder == "hashing"
+        else MiniLMEmbedder(settings.embedding)
+    )
+    pii = PresidioPiiDetector() if settings.guard.pii_check else None
+    return Ports(llm=llm, embedder=embedder, pii=pii, deployment=llm.name)
+
+
+def app_id(settings: AppSettings) -> str:
+    ns = settings.kafka.topic_namespace
+    return f"{ns}.{settings.worker.app_id}" if ns else settings.worker.app_id
+
+
+def create_app(settings: AppSettings) -> faust.App:
+    w = settings.worker
+    return faust.App(
+        app_id(settings),
+        broker=settings.kafka.faust_broker(),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.kafka.partitions or w.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        table_standby_replicas=0,
+        datadir=str(w.data_dir),
+        web_enabled=w.web_enabled,
+        web_port=w.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=w.session_timeout_s,
+        broker_heartbeat_interval=w.heartbeat_s,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        broker_commit_every=100,
+        broker_commit_interval=0.5,
+        producer_linger=0.0,
+        stream_buffer_maxsize=1024,
+        table_cleanup_interval=timedelta(minutes=5).total_seconds(),
+    )
+
+
+def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime:
+    app = create_app(settings)
+    table = app.Table(
+        TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.kafka.partitions or settings.worker.partitions,
+    )
+    rt = Runtime(
+        settings=settings,
+        app=app,
+        codec=Codec(max_payload=settings.kafka.max_payload_bytes),
+        ports=ports or build_ports(settings),
+        config=settings.pipeline_config(),
+        table=table,
+    )
+    for stage in (intake, specialist, guardian, refine):
+        stage.register(rt)
+    return rt

@@ -1,0 +1,112 @@
+"""The ``guardian`` command: broker, topics, worker, ask, tail, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from connectors.client import GuardianClient
+from schemas.request_events import ResponseDelivered
+from streams.cli_broker import add_broker_commands
+from streams.settings import AppSettings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="guardian", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_broker_commands(sub)
+    _add_pipeline_commands(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code: int = args.handler(args)
+    return code
+
+
+def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
+    topics.set_defaults(handler=_topics)
+    worker = sub.add_parser("worker", help="run a pipeline worker until interrupted")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(handler=_worker)
+    ask = sub.add_parser("ask", help="submit a prompt and print the final answer")
+    ask.add_argument("prompt")
+    ask.add_argument("--timeout", type=float, default=120.0)
+    ask.add_argument("--priority", type=int, default=5)
+    ask.add_argument("--format", dest="answer_format", default="text")
+    ask.add_argument("--json", action="store_true", help="print the response as JSON")
+    ask.set_defaults(handler=_ask)
+    tail = sub.add_parser("tail", help="follow final responses")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--json", action="store_true")
+    tail.set_defaults(handler=_tail)
+    demo = sub.add_parser("demo", help="run the pipeline end to end on sample requests")
+    demo.set_defaults(handler=_demo)
+
+
+def _topics(_args: argparse.Namespace) -> int:
+    from streams.worker import provision
+
+    created = provision(AppSettings.load())
+    print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    run_worker(AppSettings.load(), loglevel=args.loglevel)
+    return 0
+
+
+def format_response(r: ResponseDelivered) -> str:
+    head = f"[{r.status}] confidence {r.confidence:.2f}, rounds {r.rounds}"
+    if r.reason:
+        head += f" - {r.reason}"
+    return f"{head}\n{r.content}" if r.content else head
+
+
+def _ask(args: argparse.Namespace) -> int:
+    async def go() -> ResponseDelivered:
+        async with GuardianClient(AppSettings.load().kafka) as client:
+            return await client.ask(
+                args.prompt,
+                timeout_s=args.timeout,
+                priority=args.priority,
+                answer_format=args.answer_format,
+            )
+
+    response = asyncio.run(go())
+    print(response.model_dump_json(indent=2) if args.json else format_response(response))
+    return 0 if response.status == "passed" else 1
+
+
+def _tail(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        async with GuardianClient(AppSettings.load().kafka) as client:
+            async for r in client.responses(from_beginning=args.from_beginning):
+                line = r.model_dump_json() if args.json else f"{r.request_id} {format_response(r)}"
+                print(line, flush=True)
+
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(AppSettings.load())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""guardian_stage: score every answer with the guardians and issue the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.guardian import Signals, judge, measure, verdict_for
+from schemas import topics
+from schemas.request_events import SpecialistAnswered
+from streams.runtime import Runtime
+from streams.stage import Record, run
+
+
+def register(rt: Runtime) -> None:
+    source = rt.topic(topics.ANSWERS)
+
+    @rt.app.agent(
+        source, name="guardian_stage", concurrency=rt.settings.worker.guardian_concurrency
+    )
+    async def guardian_stage(stream: object) -> None:
+        await run(rt, "guardian", stream, lambda record: handle(rt, record))
+
+
+async def handle(rt: Runtime, record: Record) -> None:
+    answer = rt.codec.decode(record.value, SpecialistAnswered)
+    policy = rt.config.guardian
+    if answer.status == "ok" and answer.content.strip():
+        # Embedding and PII scans are CPU work: keep them off the event loop.
+        signals = await asyncio.to_thread(measure, answer, rt.ports.embedder, rt.ports.pii)
+    else:
+        signals = Signals(alignment=0.0, new_pii=())
+    assessment = judge(answer, signals, policy)
+    await rt.emit(verdict_for(answer, assessment, policy, rt.clock(), rt.config.version))

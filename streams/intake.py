@@ -1,0 +1,72 @@
+"""intake_stage: decode, co-locate, dedupe, validate, then plan round 1 (or reject)."""
+
+from __future__ import annotations
+
+import logging
+
+from agents import refine
+from agents.intake import RejectCode, payload_digest, validate
+from connectors.kafka import partition_for
+from schemas import topics
+from schemas.request_events import RequestSubmitted
+from streams.refine_table import load_state, save_state
+from streams.runtime import Runtime
+from streams.stage import Record, StageError, run
+
+_log = logging.getLogger(__name__)
+
+
+def register(rt: Runtime) -> None:
+    source = rt.topic(topics.REQUESTS)
+
+    @rt.app.agent(source, name="intake_stage")
+    async def intake_stage(stream: object) -> None:
+        await run(rt, "intake", stream, lambda record: handle(rt, record))
+
+
+async def handle(rt: Runtime, record: Record) -> None:
+    request = rt.codec.decode(record.value, RequestSubmitted)
+    home = partition_for(request.request_id.encode(), rt.partitions)
+    if record.partition != home:
+        # Produced with another partitioner: move it where its request_id's other
+        # events (and its table entry) live, then handle it there.
+        await rt.topic(topics.REQUESTS).send(
+            key=request.request_id.encode(), value=record.value, partition=home
+        )
+        return
+    digest = payload_digest(request)
+    known = load_state(rt, request.request_id)
+    if known is not None:
+        await _resent(rt, request, digest, known)
+        return
+    now = rt.clock()
+    rejection = validate(request, now, rt.config.intake)
+    if rejection is not None:
+        response = refine.rejected(
+            request, rejection.code.value, rejection.reason, now, rt.config.version
+        )
+        save_state(rt, refine.closed(request, digest, response))
+        await rt.emit(response)
+        return
+    step = refine.start(request, digest, now, rt.config, deployment=rt.ports.deployment)
+    save_state(rt, step.state)
+    assert step.task is not None
+    await rt.emit(step.task)
+
+
+async def _resent(
+    rt: Runtime, request: RequestSubmitted, digest: str, known: refine.RequestState
+) -> None:
+    """A request id seen before: same payload gets the same answer, another is a conflict."""
+    if known.payload_digest != digest:
+        raise StageError(
+            RejectCode.CONFLICT.value,
+            f"request {request.request_id} was already submitted with a different payload",
+        )
+    if known.final is not None:
+        await rt.emit(known.final)
+    elif known.request_event_id == request.event_id and known.current_task is not None:
+        # The very record again (redelivered after a crash): the task send may be lost.
+        await rt.emit(known.current_task)
+    else:
+        _log.info("request %s resent while in progress; its answer will follow", request.request_id)

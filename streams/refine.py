@@ -1,0 +1,74 @@
+"""refine_stage: the table-backed loop over verdicts and deadlines; re-asks with the
+critique or finalizes with the best attempt. A timer raises overdue deadlines."""
+
+from __future__ import annotations
+
+import logging
+
+from agents import refine
+from agents.ids import stable_id
+from schemas import topics
+from schemas.errors import DecodeError, DecodeReason
+from schemas.request_events import DeadlinePassed, VerdictIssued
+from streams.refine_table import load_state, overdue, reindex, save_state
+from streams.runtime import Runtime
+from streams.stage import Record, StageError, run
+
+_log = logging.getLogger(__name__)
+_FULL_SCAN_EVERY = 30
+
+
+def register(rt: Runtime) -> None:
+    source = rt.app.topic(
+        rt.topic(topics.VERDICTS).get_topic_name(),
+        rt.topic(topics.DEADLINES).get_topic_name(),
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    )
+    ticks = 0
+
+    @rt.app.agent(source, name="refine_stage")
+    async def refine_stage(stream: object) -> None:
+        await run(rt, "refine", stream, lambda record: handle(rt, record))
+
+    @rt.app.timer(interval=rt.settings.worker.deadline_scan_s)
+    async def deadline_timer() -> None:
+        nonlocal ticks
+        if ticks % _FULL_SCAN_EVERY == 0:
+            reindex(rt)
+        ticks += 1
+        await raise_deadlines(rt)
+
+
+async def raise_deadlines(rt: Runtime) -> None:
+    now = rt.clock()
+    for request_id in overdue(rt, now):
+        deadline = rt.open_deadlines.pop(request_id)
+        await rt.emit(
+            DeadlinePassed(
+                event_id=stable_id(request_id, "deadline", deadline.isoformat()),
+                request_id=request_id,
+                occurred_at=now,
+                config_version=rt.config.version,
+                deadline_at=deadline,
+            )
+        )
+
+
+async def handle(rt: Runtime, record: Record) -> None:
+    event = rt.codec.decode_any(record.value)
+    if not isinstance(event, VerdictIssued | DeadlinePassed):
+        raise DecodeError(DecodeReason.WRONG_RECORD, f"refine does not take {event.record_name}")
+    state = load_state(rt, event.request_id)
+    if state is None:
+        raise StageError("unknown_request", f"no refinement state for {event.request_id}")
+    now = rt.clock()
+    if isinstance(event, VerdictIssued):
+        step = refine.on_verdict(state, event, now, rt.config)
+    else:
+        step = refine.on_deadline(state, now)
+    if step.state != state:
+        save_state(rt, step.state)
+    if step.task is not None:
+        await rt.emit(step.task)
+    if step.response is not None:
+        await rt.emit(step.response)

@@ -1,0 +1,64 @@
+"""What every stage shares: settings, the codec, the live config, the ports, the
+faust app with its topics and the refinement table, and one way to emit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from agents.config import PipelineConfig
+from agents.ports import LLM, Embedder, PiiDetector
+from schemas import topics
+from schemas.codec import Codec
+from schemas.envelope import Event
+from schemas.topics import TopicSpec, qualified
+from streams.settings import AppSettings
+
+
+def utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+@dataclass
+class Ports:
+    llm: LLM
+    embedder: Embedder
+    pii: PiiDetector | None
+    deployment: str
+
+
+@dataclass
+class Runtime:
+    settings: AppSettings
+    app: faust.App
+    codec: Codec
+    ports: Ports
+    config: PipelineConfig
+    table: Any  # faust.Table[str, bytes]: request_id -> RequestState JSON
+    clock: Callable[[], datetime] = utc_now
+    open_deadlines: dict[str, datetime] = field(default_factory=dict)
+    _topics: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, spec: TopicSpec) -> Any:
+        """The faust topic of ``spec`` (raw bytes: the codec does all the encoding)."""
+        name = qualified(spec, self.settings.kafka.topic_namespace)
+        if name not in self._topics:
+            self._topics[name] = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                value_serializer="raw", internal=False,
+            )
+        return self._topics[name]
+
+    async def emit(self, event: Event, *, headers: dict[str, bytes] | None = None) -> None:
+        spec = topics.BY_RECORD[event.record_name]
+        await self.topic(spec).send(
+            key=event.request_id.encode(), value=self.codec.encode(event), headers=headers
+        )
+
+    @property
+    def partitions(self) -> int:
+        return self.settings.kafka.partitions or self.settings.worker.partitions

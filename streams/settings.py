@@ -1,0 +1,112 @@
+"""Every setting of a worker, one class per concern, composed into ``AppSettings``.
+
+Loaded once at start-up (``AppSettings.load()``) and passed down; nothing else
+reads the environment. Tests build settings directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.config import (
+    GuardianPolicy,
+    IntakePolicy,
+    PipelineConfig,
+    RefinePolicy,
+    SpecialistProfile,
+)
+from connectors.broker import BrokerSettings
+from connectors.embeddings import EmbeddingSettings
+from connectors.kafka import KafkaSettings
+from connectors.llm_embedded import EmbeddedModelSettings
+
+
+class WorkerSettings(BaseSettings):
+    """How a worker runs (``GUARDIAN_WORKER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_WORKER_", frozen=True)
+
+    app_id: str = "guardian-cluster"
+    partitions: int = Field(default=6, ge=1)
+    specialist_concurrency: int = Field(default=8, ge=1)
+    guardian_concurrency: int = Field(default=2, ge=1)
+    web_port: int = Field(default=6066, ge=0)
+    web_enabled: bool = False
+    data_dir: Path = Path(".run/worker")
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    deadline_scan_s: float = Field(default=1.0, gt=0)
+    model_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class ModelSettings(BaseSettings):
+    """Which model backend answers tasks (``GUARDIAN_MODEL_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_MODEL_", frozen=True)
+
+    backend: Literal["embedded", "scripted"] = "embedded"
+    script_path: Path | None = None
+    """JSON script for the scripted backend (tests, benchmarks, the demo)."""
+
+
+class GuardianSettings(BaseSettings):
+    """The guardians' thresholds (``GUARDIAN_GUARD_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_GUARD_", frozen=True)
+
+    pass_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_alignment: float = 0.3
+    pii_check: bool = True
+    embedder: Literal["minilm", "hashing"] = "minilm"
+
+
+class RefineSettings(BaseSettings):
+    """The refinement loop (``GUARDIAN_REFINE_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_REFINE_", frozen=True)
+
+    max_rounds: int = Field(default=3, ge=1)
+    default_timeout_s: float = Field(default=120.0, gt=0)
+    max_prompt_chars: int = Field(default=8000, ge=1)
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    embedded: EmbeddedModelSettings = Field(default_factory=EmbeddedModelSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    guard: GuardianSettings = Field(default_factory=GuardianSettings)
+    refine: RefineSettings = Field(default_factory=RefineSettings)
+
+    @classmethod
+    def load(cls) -> AppSettings:
+        return cls()
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The first live configuration, before any ``ConfigChanged`` event."""
+        return PipelineConfig(
+            version=0,
+            intake=IntakePolicy(max_prompt_chars=self.refine.max_prompt_chars),
+            guardian=GuardianPolicy(
+                pass_threshold=self.guard.pass_threshold,
+                min_alignment=self.guard.min_alignment,
+                pii_check=self.guard.pii_check,
+            ),
+            refine=RefinePolicy(
+                max_rounds=self.refine.max_rounds,
+                default_timeout_s=self.refine.default_timeout_s,
+            ),
+            specialist=SpecialistProfile(
+                max_tokens=self.refine.max_tokens, temperature=self.refine.temperature
+            ),
+        )
