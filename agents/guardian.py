@@ -19,7 +19,7 @@ from agents.ports import Embedder, PiiDetector
 from schemas.request_events import GuardianScore, SpecialistAnswered, VerdictIssued
 
 _REFUSAL = re.compile(
-    r"^\s*(i'?m sorry|i am sorry|sorry,|i can(no|')t|i cannot|i am unable|i'?m unable|"
+    r"^\s*(i['’]?m sorry|i am sorry|sorry,|i can(no|['’])t|i cannot|i am unable|i['’]?m unable|"
     r"as an ai\b|i do not have the ability)",
     re.IGNORECASE,
 )
@@ -45,9 +45,7 @@ class Signals:
     """PII entity types in the answer that the instruction did not contain."""
 
 
-def measure(
-    answer: SpecialistAnswered, embedder: Embedder, pii: PiiDetector | None
-) -> Signals:
+def measure(answer: SpecialistAnswered, embedder: Embedder, pii: PiiDetector | None) -> Signals:
     """Run the ports once per answer (the expensive part, kept out of ``judge``)."""
     vectors = embedder.embed([answer.instruction, answer.content])
     alignment = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
@@ -149,11 +147,14 @@ def _format(answer: SpecialistAnswered) -> _Part:
     if answer.answer_format == "json":
         try:
             json.loads(answer.content)
-        except ValueError as exc:
-            problem = f"not valid JSON ({exc.msg})"
+        except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+            problem = f"not valid JSON ({exc})"
     ok = not problem
     gs = GuardianScore(
-        guardian="format", score=1.0 if ok else 0.0, passed=ok, detail=problem or answer.answer_format
+        guardian="format",
+        score=1.0 if ok else 0.0,
+        passed=ok,
+        detail=problem or answer.answer_format,
     )
     if ok:
         return _Part(gs)

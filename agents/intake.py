@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ def _priority(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection
 
 def _tenant(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
     if not re.fullmatch(p.tenant_pattern, r.tenant):
-        return Rejection(RejectCode.BAD_TENANT, f"tenant {r.tenant!r} does not match {p.tenant_pattern}")
+        return Rejection(
+            RejectCode.BAD_TENANT, f"tenant {r.tenant!r} does not match {p.tenant_pattern}"
+        )
     return None
 
 
@@ -94,7 +97,8 @@ def _deadline(r: RequestSubmitted, now: datetime, _p: IntakePolicy) -> Rejection
 def _shape(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
     if r.answer_format not in FORMATS:
         return Rejection(
-            RejectCode.BAD_FORMAT, f"answer_format {r.answer_format!r} is not one of {sorted(FORMATS)}"
+            RejectCode.BAD_FORMAT,
+            f"answer_format {r.answer_format!r} is not one of {sorted(FORMATS)}",
         )
     if r.max_rounds is not None and not 1 <= r.max_rounds <= p.max_rounds_cap:
         return Rejection(
@@ -109,11 +113,18 @@ def _content(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection 
             RejectCode.UNICODE_SMUGGLING,
             "the prompt holds invisible tag or bidirectional-override characters",
         )
-    if p.reject_injection and _INJECTION.search(r.prompt):
-        return Rejection(
-            RejectCode.PROMPT_INJECTION, "the prompt asks to override instructions"
-        )
+    if p.reject_injection and any(_INJECTION.search(v) for v in _foldings(r.prompt)):
+        return Rejection(RejectCode.PROMPT_INJECTION, "the prompt asks to override instructions")
     return None
+
+
+def _foldings(text: str) -> tuple[str, str]:
+    """The prompt as a reader sees it: compatibility forms folded (fullwidth letters),
+    invisible format characters dropped or read as a space."""
+    folded = unicodedata.normalize("NFKC", text)
+    dropped = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    spaced = "".join(" " if unicodedata.category(ch) == "Cf" else ch for ch in folded)
+    return dropped, spaced
 
 
 _CHECKS = (_prompt_present, _prompt_size, _priority, _tenant, _deadline, _shape, _content)
@@ -122,5 +133,5 @@ _CHECKS = (_prompt_present, _prompt_size, _priority, _tenant, _deadline, _shape,
 def payload_digest(request: RequestSubmitted) -> str:
     """What makes two submissions the same request: everything but the envelope."""
     body = request.model_dump(exclude={"event_id", "occurred_at", "config_version", "variant"})
-    canonical = repr(sorted(body.items()))
+    canonical = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -22,9 +22,11 @@ def build_messages(task: TaskAssigned) -> list[ChatMessage]:
     for turn in task.context:
         messages.append(ChatMessage(role="user", content=f"Context: {turn}"))
     messages.append(ChatMessage(role="user", content=task.instruction))
-    if task.previous_attempt is not None and task.critique:
+    if task.critique and task.previous_attempt is not None:
         messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
         messages.append(ChatMessage(role="user", content=refinement_request(task.critique)))
+    elif task.critique:
+        messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
     return messages
 
 

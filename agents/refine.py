@@ -158,7 +158,9 @@ def on_verdict(
         now,
         config,
         deployment=state.current_task.deployment,
-        critique=verdict.critique or "The previous attempt failed; answer the question again.",
+        critique=verdict.critique
+        or state.current_task.critique
+        or "The previous attempt failed; answer the question again.",
         previous=previous,
     )
     return Step(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from connectors.errors import TopicProvisioningError
 from connectors.kafka import KafkaSettings
@@ -45,7 +47,24 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise TopicProvisioningError(f"cannot create {name}: {exc}") from exc
     _log.info("created %d topics: %s", len(created), ", ".join(created))
+    _wait_for_leaders(admin, [t.topic for t in missing], timeout_s)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """New topics are usable once every partition has a leader."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=timeout_s).topics
+        if all(
+            n in meta
+            and meta[n].partitions
+            and all(p.leader >= 0 for p in meta[n].partitions.values())
+            for n in names
+        ):
+            return
+        time.sleep(0.1)  # polling metadata inside a deadline loop
+    raise TopicProvisioningError(f"partitions of {names} got no leader within {timeout_s:.0f}s")
 
 
 def _new_topic(spec: TopicSpec, settings: KafkaSettings, partitions: int | None) -> NewTopic:

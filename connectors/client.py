@@ -35,6 +35,7 @@ class GuardianClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._waiters: dict[str, asyncio.Future[ResponseDelivered]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._follow_lock = asyncio.Lock()
         self._requests = qualified(topics.REQUESTS, settings.topic_namespace)
         self._responses = qualified(topics.RESPONSES, settings.topic_namespace)
 
@@ -79,7 +80,9 @@ class GuardianClient:
         assert self._producer is not None, "start() the client first"
         await self._producer.send_and_wait(self._requests, key=key, value=value)
 
-    async def ask(self, prompt: str, *, timeout_s: float = 120.0, **fields: Any) -> ResponseDelivered:
+    async def ask(
+        self, prompt: str, *, timeout_s: float = 120.0, **fields: Any
+    ) -> ResponseDelivered:
         """Submit and wait for the final response."""
         await self._follow()
         request_id = fields.pop("request_id", None) or uuid.uuid4().hex
@@ -112,9 +115,10 @@ class GuardianClient:
             await consumer.stop()
 
     async def _follow(self) -> None:
-        if self._reader is None:
-            self._consumer = await self._open_consumer(from_beginning=False)
-            self._reader = asyncio.create_task(self._read(self._consumer))
+        async with self._follow_lock:
+            if self._reader is None:
+                self._consumer = await self._open_consumer(from_beginning=False)
+                self._reader = asyncio.create_task(self._read(self._consumer))
 
     async def _open_consumer(self, *, from_beginning: bool) -> AIOKafkaConsumer:
         assert self._producer is not None, "start() the client first"

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
@@ -96,7 +96,7 @@ def load_raw(record_name: str) -> dict[str, Any]:
 
 
 def _version(record_name: str, version: str, raw: dict[str, Any]) -> SchemaVersion:
-    parsed = parse_schema(raw, _write_hint=False)
+    parsed = cast(dict[str, Any], parse_schema(raw, _write_hint=False))
     canonical = to_parsing_canonical_form(raw)
     return SchemaVersion(
         record_name=record_name,

@@ -120,7 +120,9 @@ class Codec:
             return self._single_object_writer(data), 10
         if data[:1] == CONFLUENT_MAGIC and self._ids is not None:
             return self._confluent_writer(data), 5
-        raise DecodeError(DecodeReason.BAD_MAGIC, f"header {data[:2].hex()!r} is not a known format")
+        raise DecodeError(
+            DecodeReason.BAD_MAGIC, f"header {data[:2].hex()!r} is not a known format"
+        )
 
     def _single_object_writer(self, data: bytes) -> SchemaVersion:
         if len(data) < 10:

@@ -29,7 +29,9 @@ def problems(reader: Any, writer: Any, path: str = "$") -> list[str]:
     """Every reason ``reader`` cannot read data written with ``writer`` (empty: compatible)."""
     wk, rk = _kind(writer), _kind(reader)
     if wk == "union":
-        return [p for i, branch in enumerate(writer) for p in problems(reader, branch, f"{path}|{i}")]
+        return [
+            p for i, branch in enumerate(writer) for p in problems(reader, branch, f"{path}|{i}")
+        ]
     if rk == "union":
         if any(not problems(branch, writer, path) for branch in reader):
             return []
@@ -45,7 +47,11 @@ def problems(reader: Any, writer: Any, path: str = "$") -> list[str]:
         return problems(reader["values"], writer["values"], f"{path}{{}}")
     if rk == "enum":
         missing = set(writer["symbols"]) - set(reader["symbols"])
-        return [f"{path}: enum symbols {sorted(missing)} unknown to reader"] if missing and "default" not in reader else []
+        return (
+            [f"{path}: enum symbols {sorted(missing)} unknown to reader"]
+            if missing and "default" not in reader
+            else []
+        )
     return []
 
 

@@ -44,7 +44,7 @@ class TopicSpec:
 
     def config(self) -> dict[str, str]:
         """Topic-level configs for the admin client."""
-        cfg = {"cleanup.policy": self.cleanup_policy}
+        cfg: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.cleanup_policy == "delete":
             cfg["retention.ms"] = str(self.retention_ms)
         return cfg

@@ -44,9 +44,7 @@ def test_schema_defaults_match_model_defaults(model: type[Event]) -> None:
             continue
         default = info.get_default(call_default_factory=True)
         expected = field["default"]
-        assert (list(default) if isinstance(default, tuple) else default) == expected, field[
-            "name"
-        ]
+        assert (list(default) if isinstance(default, tuple) else default) == expected, field["name"]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.record_name)
@@ -66,9 +64,7 @@ def test_models_are_frozen_and_forbid_extra_fields(model: type[Event]) -> None:
 
 
 def test_every_record_has_exactly_one_topic_and_names_follow_the_rule() -> None:
-    assert sorted(t.record.record_name for t in topics.ALL) == sorted(
-        m.record_name for m in MODELS
-    )
+    assert sorted(t.record.record_name for t in topics.ALL) == sorted(m.record_name for m in MODELS)
     for spec in topics.ALL:
         prefix, _, rest = spec.name.partition(".")
         assert prefix == "guardian"

@@ -1,0 +1,101 @@
+"""The decision trail of one request, read from the log: every event keyed by its
+request_id across the request-scoped topics, in order.
+
+Only the one partition each topic keeps the request in is read (the partition
+is a function of the key), and only up to the end offsets seen at the start.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors.kafka import KafkaSettings, partition_for
+from schemas import topics
+from schemas.codec import Codec
+from schemas.envelope import Event
+from schemas.errors import DecodeError
+from schemas.topics import TopicSpec, qualified
+
+REQUEST_SCOPED: tuple[TopicSpec, ...] = (
+    topics.REQUESTS,
+    topics.TASKS,
+    topics.ANSWERS,
+    topics.VERDICTS,
+    topics.DEADLINES,
+    topics.RESPONSES,
+)
+# Order of the stages, to break ties between events of the same millisecond.
+_STAGE_ORDER = {spec.record.record_name: i for i, spec in enumerate(REQUEST_SCOPED)}
+
+
+async def read_trail(settings: KafkaSettings, request_id: str, partitions: int) -> list[Event]:
+    """Every event of ``request_id`` on the request-scoped topics, oldest first."""
+    codec = Codec(max_payload=settings.max_payload_bytes)
+    key = request_id.encode()
+    home = partition_for(key, partitions)
+    parts = [TopicPartition(qualified(s, settings.topic_namespace), home) for s in REQUEST_SCOPED]
+    consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found: list[Event] = []
+        pending = {tp for tp, end in ends.items() if end > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                found += _decode_mine(codec, key, [r for r in records if r.offset < ends[tp]])
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return sorted(found, key=lambda e: (e.occurred_at, _STAGE_ORDER.get(e.record_name, 99)))
+    finally:
+        await consumer.stop()
+
+
+def _decode_mine(codec: Codec, key: bytes, records: list) -> list[Event]:  # type: ignore[type-arg]
+    events = []
+    for record in records:
+        if record.key != key:
+            continue
+        try:
+            events.append(codec.decode_any(record.value))
+        except DecodeError:
+            continue
+    return events
+
+
+def describe(event: Event) -> str:
+    """One line of a readable timeline."""
+    at = event.occurred_at.strftime("%H:%M:%S.%f")[:-3]
+    return f"{at}  {event.record_name:<18} {_summary(event)}"
+
+
+def _summary(e: Event) -> str:
+    fields = e.model_dump()
+    name = e.record_name
+    if name == "RequestSubmitted":
+        return f"prompt={_short(fields['prompt'])!r} priority={fields['priority']}"
+    if name == "TaskAssigned":
+        critique = f" critique={_short(fields['critique'])!r}" if fields["critique"] else ""
+        return f"round {fields['round']} -> {fields['specialist']}@{fields['deployment']}{critique}"
+    if name == "SpecialistAnswered":
+        body = fields["content"] if fields["status"] == "ok" else fields["error_kind"]
+        return (
+            f"round {fields['round']} {fields['status']} model={fields['model']} "
+            f"{fields['latency_ms']:.0f}ms {_short(body)!r}"
+        )
+    if name == "VerdictIssued":
+        verdict = "PASS" if fields["passed"] else "FAIL"
+        scores = " ".join(f"{s['guardian']}={s['score']:.2f}" for s in fields["scores"])
+        return f"round {fields['round']} {verdict} score={fields['score']:.2f} [{scores}]"
+    if name == "ResponseDelivered":
+        return (
+            f"{fields['status']} confidence={fields['confidence']:.2f} "
+            f"rounds={fields['rounds']} best_round={fields['best_round']}"
+        )
+    return ""
+
+
+def _short(text: str | None, width: int = 70) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"

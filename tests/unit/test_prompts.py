@@ -1,0 +1,109 @@
+"""Prompt building: the chat messages a specialist sends for a task."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agents.prompts import build_messages, refinement_request
+from schemas.request_events import TaskAssigned
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+SYSTEM = "You are a careful assistant."
+QUESTION = "How do I bake bread at home?"
+
+
+def task(**fields: Any) -> TaskAssigned:
+    base: dict[str, Any] = {
+        "event_id": "t-1",
+        "request_id": "req-1",
+        "occurred_at": T0,
+        "task_id": "req-1/main/1",
+        "round": 1,
+        "specialist": "general",
+        "deployment": "smollm2-cpu",
+        "instruction": QUESTION,
+        "system_prompt": SYSTEM,
+    }
+    return TaskAssigned(**{**base, **fields})
+
+
+def roles(fields: dict[str, Any]) -> list[str]:
+    return [m.role for m in build_messages(task(**fields))]
+
+
+def test_a_plain_task_is_the_system_prompt_then_the_question() -> None:
+    messages = build_messages(task())
+    assert [(m.role, m.content) for m in messages] == [("system", SYSTEM), ("user", QUESTION)]
+
+
+@pytest.mark.parametrize(
+    ("answer_format", "rule"),
+    [
+        ("json", "Answer with one valid JSON value and nothing else."),
+        ("markdown", "Format the answer as Markdown."),
+    ],
+)
+def test_the_format_rule_is_appended_to_the_system_prompt(answer_format: str, rule: str) -> None:
+    system = build_messages(task(answer_format=answer_format))[0]
+    assert system.role == "system"
+    assert system.content == f"{SYSTEM}\n{rule}"
+
+
+@pytest.mark.parametrize("answer_format", ["text", "xml"])
+def test_text_and_unknown_formats_add_no_rule(answer_format: str) -> None:
+    assert build_messages(task(answer_format=answer_format))[0].content == SYSTEM
+
+
+def test_context_turns_come_before_the_question() -> None:
+    messages = build_messages(task(context=("We are at sea level.", "The oven is electric.")))
+    assert [(m.role, m.content) for m in messages[1:]] == [
+        ("user", "Context: We are at sea level."),
+        ("user", "Context: The oven is electric."),
+        ("user", QUESTION),
+    ]
+
+
+def test_a_critique_of_a_previous_attempt_ends_the_conversation() -> None:
+    refine = task(
+        round=2,
+        context=("The oven is electric.",),
+        critique="The answer is too short; give a complete answer.",
+        previous_attempt="Bake it.",
+    )
+    messages = build_messages(refine)
+    assert [m.role for m in messages] == ["system", "user", "user", "assistant", "user"]
+    assert messages[2].content == QUESTION
+    assert messages[-2].content == "Bake it."
+    assert "The answer is too short; give a complete answer." in messages[-1].content
+    assert messages[-1].content == refinement_request(refine.critique or "")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="first-round"),
+        pytest.param({"previous_attempt": "Bake it."}, id="previous-without-critique"),
+        pytest.param({"previous_attempt": "Bake it.", "critique": ""}, id="empty-critique"),
+    ],
+)
+def test_without_a_critique_and_a_previous_attempt_there_is_no_assistant_turn(
+    fields: dict[str, Any],
+) -> None:
+    assert roles(fields) == ["system", "user"]
+    assert build_messages(task(**fields))[-1].content == QUESTION
+
+
+def test_a_critique_without_a_previous_attempt_still_reaches_the_model() -> None:
+    messages = build_messages(task(critique="Answer the question."))
+    assert [m.role for m in messages] == ["system", "user", "user"]
+    assert messages[1].content == QUESTION
+    assert "Answer the question." in messages[-1].content
+
+
+def test_the_refinement_request_quotes_the_critique() -> None:
+    text = refinement_request("Remove personal data (EMAIL_ADDRESS) from the answer.")
+    assert "Remove personal data (EMAIL_ADDRESS) from the answer." in text
+    assert "improved answer to the original question" in text
