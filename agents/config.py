@@ -41,6 +41,8 @@ class GuardianPolicy(_Frozen):
 class RefinePolicy(_Frozen):
     max_rounds: int = Field(default=3, ge=1)
     default_timeout_s: float = Field(default=120.0, gt=0)
+    temperature_step: float = Field(default=0.3, ge=0.0)
+    max_temperature: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
 class SpecialistProfile(_Frozen):

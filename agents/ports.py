@@ -38,8 +38,15 @@ class LLM(Protocol):
     def name(self) -> str: ...
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, temperature: float, max_tokens: int
-    ) -> Completion: ...
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float,
+        max_tokens: int,
+        json_mode: bool = False,
+    ) -> Completion:
+        """``json_mode`` asks the backend to constrain decoding to one JSON value."""
+        ...
 
 
 @runtime_checkable

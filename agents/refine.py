@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.config import PipelineConfig
+from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
 from schemas.envelope import Millis
 from schemas.request_events import (
@@ -111,6 +111,7 @@ def _task(
     deployment: str,
     critique: str | None = None,
     previous: str | None = None,
+    constraint: str | None = None,
 ) -> TaskAssigned:
     profile = config.specialist
     tid = task_id(state.request_id, "main", round_)
@@ -130,12 +131,18 @@ def _task(
         prompt_version=profile.prompt_version,
         critique=critique,
         previous_attempt=previous,
-        temperature=profile.temperature,
+        temperature=round_temperature(profile.temperature, round_, config.refine),
         max_tokens=profile.max_tokens,
         answer_format=request.answer_format,
         priority=request.priority,
         deadline_at=state.deadline_at,
+        output_constraint=constraint,
     )
+
+
+def round_temperature(base: float, round_: int, policy: RefinePolicy) -> float:
+    """Later rounds sample wider: a re-ask at the same temperature tends to repeat itself."""
+    return min(policy.max_temperature, base + policy.temperature_step * (round_ - 1))
 
 
 def on_verdict(
@@ -162,10 +169,20 @@ def on_verdict(
         or state.current_task.critique
         or "The previous attempt failed; answer the question again.",
         previous=previous,
+        constraint=_constraint(state.current_task, verdict),
     )
     return Step(
         state=state.model_copy(update={"round": state.round + 1, "current_task": task}), task=task
     )
+
+
+def _constraint(task: TaskAssigned, verdict: VerdictIssued) -> str | None:
+    """Escalate to constrained JSON decoding once a JSON answer failed on its format."""
+    if task.output_constraint is not None:
+        return task.output_constraint
+    if task.answer_format == "json" and "format" in verdict.failure_classes:
+        return "json"
+    return None
 
 
 def _duplicate(state: RequestState, verdict: VerdictIssued) -> Step:

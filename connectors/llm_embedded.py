@@ -126,11 +126,18 @@ class EmbeddedLLM:
         return MODEL_NAME
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, temperature: float, max_tokens: int
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float,
+        max_tokens: int,
+        json_mode: bool = False,
     ) -> Completion:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         async with self._queue:
-            response = await asyncio.to_thread(self._generate, payload, temperature, max_tokens)
+            response = await asyncio.to_thread(
+                self._generate, payload, temperature, max_tokens, json_mode
+            )
         return _completion(response)
 
     async def load(self) -> None:
@@ -147,7 +154,13 @@ class EmbeddedLLM:
             self._llama = _load(self._settings)
         return self._llama
 
-    def _generate(self, messages: list[dict[str, str]], temperature: float, max_tokens: int) -> Any:
+    def _generate(
+        self,
+        messages: list[dict[str, str]],
+        temperature: float,
+        max_tokens: int,
+        json_mode: bool = False,
+    ) -> Any:
         with self._context_lock:
             llama = self._loaded()
             try:
@@ -155,6 +168,8 @@ class EmbeddedLLM:
                     messages=messages,  # type: ignore[arg-type]
                     temperature=temperature,
                     max_tokens=max_tokens,
+                    # Grammar-constrained decoding: the output parses as JSON.
+                    response_format={"type": "json_object"} if json_mode else None,
                 )
             except ValueError as exc:
                 # llama-cpp-python raises ValueError for prompts beyond the context window.

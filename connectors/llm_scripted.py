@@ -160,7 +160,12 @@ class ScriptedLLM:
             return [messages for k, messages in self._history if k == key]
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, temperature: float, max_tokens: int
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        temperature: float,
+        max_tokens: int,
+        json_mode: bool = False,
     ) -> Completion:
         key, call, step = self._next_step(messages)
         if step.latency_ms:

@@ -41,6 +41,7 @@ class TaskAssigned(Event):
     answer_format: str = "text"
     priority: int = 5
     deadline_at: Millis | None = None
+    output_constraint: str | None = None
 
 
 class Passage(BaseModel):

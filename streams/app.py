@@ -32,7 +32,8 @@ def build_ports(settings: AppSettings) -> Ports:
     else:
         llm = EmbeddedLLM(settings.embedded)
     embedder: Embedder = (
-        HashingEmbedder() if settings.guard.embedder == "hashing"
+        HashingEmbedder()
+        if settings.guard.embedder == "hashing"
         else MiniLMEmbedder(settings.embedding)
     )
     pii = PresidioPiiDetector() if settings.guard.pii_check else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
     code: int = args.handler(args)
     return code
 
@@ -103,7 +104,7 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _demo(_args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.cli_demo import run_demo
 
     return run_demo(AppSettings.load())
 

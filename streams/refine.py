@@ -22,7 +22,10 @@ def register(rt: Runtime) -> None:
     source = rt.app.topic(
         rt.topic(topics.VERDICTS).get_topic_name(),
         rt.topic(topics.DEADLINES).get_topic_name(),
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
     )
     ticks = 0
 
@@ -30,7 +33,7 @@ def register(rt: Runtime) -> None:
     async def refine_stage(stream: object) -> None:
         await run(rt, "refine", stream, lambda record: handle(rt, record))
 
-    @rt.app.timer(interval=rt.settings.worker.deadline_scan_s)
+    @rt.app.timer(interval=rt.settings.worker.deadline_scan_s)  # type: ignore[untyped-decorator]
     async def deadline_timer() -> None:
         nonlocal ticks
         if ticks % _FULL_SCAN_EVERY == 0:

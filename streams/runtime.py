@@ -48,8 +48,12 @@ class Runtime:
         name = qualified(spec, self.settings.kafka.topic_namespace)
         if name not in self._topics:
             self._topics[name] = self.app.topic(
-                name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                value_serializer="raw", internal=False,
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                internal=False,
             )
         return self._topics[name]
 

@@ -47,7 +47,10 @@ async def call_model(rt: Runtime, task: TaskAssigned) -> Completion | ModelError
     try:
         return await asyncio.wait_for(
             rt.ports.llm.complete(
-                build_messages(task), temperature=task.temperature, max_tokens=task.max_tokens
+                build_messages(task),
+                temperature=task.temperature,
+                max_tokens=task.max_tokens,
+                json_mode=task.output_constraint == "json",
             ),
             timeout=timeout,
         )

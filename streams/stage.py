@@ -51,8 +51,12 @@ async def run(rt: Runtime, stage: str, stream: Any, handle: Handler) -> None:
                 await dead_letter(rt, stage, record, exc)
             except Exception:  # noqa: BLE001 - a dead letter that cannot be sent must not stop the partition
                 _log.critical(
-                    "%s: could not dead-letter %s[%d]@%d", stage, record.topic,
-                    record.partition, record.offset, exc_info=True,
+                    "%s: could not dead-letter %s[%d]@%d",
+                    stage,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc_info=True,
                 )
 
 
@@ -68,8 +72,15 @@ async def dead_letter(rt: Runtime, stage: str, record: Record, exc: BaseExceptio
     code = _reason_code(exc)
     level = logging.WARNING if isinstance(exc, GuardianError) else logging.ERROR
     _log.log(
-        level, "%s: dead-lettering %s[%d]@%d: %s (%s)", stage, record.topic,
-        record.partition, record.offset, exc, code, exc_info=level == logging.ERROR,
+        level,
+        "%s: dead-lettering %s[%d]@%d: %s (%s)",
+        stage,
+        record.topic,
+        record.partition,
+        record.offset,
+        exc,
+        code,
+        exc_info=level == logging.ERROR,
     )
     request_id = (record.key or b"").decode("utf-8", "replace")
     letter = DeadLettered(

@@ -16,7 +16,9 @@ _log = logging.getLogger(__name__)
 
 def provision(settings: AppSettings) -> list[str]:
     return ensure_topics(
-        settings.kafka, topics.ALL, partitions=settings.kafka.partitions or settings.worker.partitions
+        settings.kafka,
+        topics.ALL,
+        partitions=settings.kafka.partitions or settings.worker.partitions,
     )
 
 
@@ -26,7 +28,10 @@ def run_worker(settings: AppSettings, *, loglevel: str = "info") -> None:
     rt = create_runtime(settings)
     _log.info(
         "worker %s: model %s, %d partitions, bootstrap %s",
-        rt.app.conf.id, rt.ports.deployment, rt.partitions, settings.kafka.bootstrap_servers,
+        rt.app.conf.id,
+        rt.ports.deployment,
+        rt.partitions,
+        settings.kafka.bootstrap_servers,
     )
     worker = faust.Worker(rt.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

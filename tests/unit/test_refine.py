@@ -17,6 +17,7 @@ from agents.refine import (
     on_deadline,
     on_verdict,
     rejected,
+    round_temperature,
     start,
 )
 from schemas.request_events import RequestSubmitted, VerdictIssued
@@ -200,12 +201,39 @@ def test_a_pass_at_round_two_finalizes_passed() -> None:
 
 
 def test_the_next_task_follows_the_current_config() -> None:
-    newer = PipelineConfig(version=5, specialist=SpecialistProfile(temperature=0.9))
+    newer = PipelineConfig(
+        version=5,
+        specialist=SpecialistProfile(temperature=0.5),
+        refine=RefinePolicy(temperature_step=0.25),
+    )
     state = begin()
     step = on_verdict(state, verdict(1), T0, newer)
     assert step.task is not None
-    assert (step.task.config_version, step.task.temperature) == (5, 0.9)
+    assert (step.task.config_version, step.task.temperature) == (5, 0.75)
     assert step.task.deployment == DEPLOYMENT
+
+
+@pytest.mark.parametrize(
+    ("base", "round_", "expected"), [(0.2, 1, 0.2), (0.2, 2, 0.5), (0.2, 3, 0.8), (0.8, 3, 1.0)]
+)
+def test_later_rounds_sample_wider_up_to_the_cap(base: float, round_: int, expected: float) -> None:
+    assert round_temperature(base, round_, RefinePolicy()) == pytest.approx(expected)
+
+
+def test_a_format_failure_of_a_json_answer_escalates_to_constrained_decoding() -> None:
+    state = begin(answer_format="json")
+    plain = on_verdict(state, verdict(1), T0, CONFIG)
+    assert plain.task is not None
+    assert plain.task.output_constraint is None
+    step = on_verdict(state, verdict(1, failure_classes=("format",)), T0, CONFIG)
+    assert step.task is not None
+    assert step.task.output_constraint == "json"
+    later = on_verdict(step.state, verdict(2), T0, CONFIG)
+    assert later.task is not None
+    assert later.task.output_constraint == "json", "once constrained, stays constrained"
+    text = on_verdict(begin(), verdict(1, failure_classes=("format",)), T0, CONFIG)
+    assert text.task is not None
+    assert text.task.output_constraint is None
 
 
 def test_never_passing_returns_the_best_attempt_not_the_last() -> None:

@@ -1,0 +1,161 @@
+"""A pipeline under test: its own topic namespace, a scripted model, worker processes
+started and killed for real, and readers of what the pipeline wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors.admin import ensure_topics
+from connectors.kafka import KafkaSettings
+from schemas import topics
+from schemas.codec import Codec
+from schemas.envelope import Event
+from schemas.topics import TopicSpec, qualified
+
+ROOT = Path(__file__).resolve().parents[2]
+E = TypeVar("E", bound=Event)
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    tmp: Path
+    namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:12]}")
+    partitions: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap,
+            topic_namespace=self.namespace,
+            partitions=self.partitions,
+        )
+
+    def topic(self, spec: TopicSpec) -> str:
+        return qualified(spec, self.namespace)
+
+    def provision(self) -> None:
+        ensure_topics(self.kafka, topics.ALL, partitions=self.partitions)
+
+    def worker_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "GUARDIAN_KAFKA_TOPIC_NAMESPACE": self.namespace,
+            "GUARDIAN_KAFKA_PARTITIONS": str(self.partitions),
+            "GUARDIAN_WORKER_DATA_DIR": str(self.tmp / "worker-data"),
+            "GUARDIAN_WORKER_SESSION_TIMEOUT_S": "6",
+            "GUARDIAN_WORKER_HEARTBEAT_S": "1",
+        }
+        return env | self.env | extra
+
+    def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
+        index = len(self.workers)
+        with (self.tmp / f"worker-{index}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+                cwd=ROOT,
+                env=self.worker_env(**extra),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.workers.append(proc)
+        return proc
+
+    def log(self, index: int = -1) -> str:
+        n = index if index >= 0 else len(self.workers) + index
+        return (self.tmp / f"worker-{n}.log").read_text(errors="replace")
+
+    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def write_script(self, entries: dict[str, list[dict[str, Any]]]) -> Path:
+        path = self.tmp / f"script-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps({"entries": entries}))
+        return path
+
+
+@contextmanager
+def pipeline(bootstrap: str, tmp: Path, **env: str) -> Iterator[Pipeline]:
+    p = Pipeline(bootstrap=bootstrap, tmp=tmp, env=env)
+    p.provision()
+    try:
+        yield p
+    finally:
+        p.stop_all()
+
+
+def _partitions(p: Pipeline, spec: TopicSpec) -> int:
+    return p.partitions if spec.key == "request_id" else spec.partitions
+
+
+async def read_until(
+    p: Pipeline,
+    spec: TopicSpec,
+    model: type[E],
+    done: Callable[[list[E]], bool],
+    *,
+    timeout_s: float,
+) -> list[E]:
+    """Events of ``spec`` from the beginning until ``done(events)`` or the deadline;
+    then on to the end offsets of that moment, so late duplicates are seen too."""
+    codec = Codec()
+    name = p.topic(spec)
+    consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(name, i) for i in range(_partitions(p, spec))]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        found: list[E] = []
+        deadline = time.monotonic() + timeout_s
+        while not done(found) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [codec.decode(r.value, model) for rs in batch.values() for r in rs]
+        ends = await consumer.end_offsets(parts)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [codec.decode(r.value, model) for rs in batch.values() for r in rs]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def covers(ids: set[str]) -> Callable[[list[E]], bool]:
+    """A ``done`` predicate: every id in ``ids`` has at least one event."""
+    return lambda events: ids <= {e.request_id for e in events}
+
+
+def by_request(events: Iterable[E]) -> dict[str, list[E]]:
+    grouped: dict[str, list[E]] = {}
+    for e in events:
+        grouped.setdefault(e.request_id, []).append(e)
+    return grouped

@@ -1,0 +1,225 @@
+"""The request path end to end on a real broker, with worker processes and a scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.client import GuardianClient
+from schemas import topics
+from schemas.codec import Codec
+from schemas.request_events import (
+    DeadLettered,
+    RequestSubmitted,
+    ResponseDelivered,
+    TaskAssigned,
+)
+from tests.integration.harness import Pipeline, by_request, covers, pipeline, read_until
+
+pytestmark = pytest.mark.integration
+
+QA = [
+    (
+        "What is the boiling point of water at sea level?",
+        "Water boils at 100 degrees Celsius, or 212 degrees Fahrenheit, at sea level.",
+    ),
+    (
+        "Who wrote the play Romeo and Juliet?",
+        "Romeo and Juliet was written by William Shakespeare in the 1590s.",
+    ),
+    (
+        "How many planets are in the solar system?",
+        "There are eight planets in the solar system, from Mercury out to Neptune.",
+    ),
+    (
+        "What does a Kafka consumer group do?",
+        "A consumer group lets several consumers share the partitions of a topic so each "
+        "record is processed by one member.",
+    ),
+]
+OFF_TOPIC = "Bananas are a popular fruit grown in tropical regions around the world."
+
+
+async def wait_ready(p: Pipeline, timeout_s: float = 120.0) -> None:
+    """A worker is ready when it answers a probe end to end."""
+    async with GuardianClient(p.kafka) as client:
+        probe = await client.ask("[[script:probe]] Say hello.", timeout_s=timeout_s)
+    assert probe.status in {"passed", "failed"}
+
+
+def plan(i: int) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """Request i's category: the model's answers per round and what must come out."""
+    question, good = QA[i % len(QA)]
+    kind = i % 4
+    if kind == 0:
+        return question, [{"answer": good}], {"status": "passed", "rounds": 1, "content": good}
+    if kind == 1:
+        steps = [{"answer": OFF_TOPIC}, {"answer": good}]
+        return question, steps, {"status": "passed", "rounds": 2, "content": good}
+    if kind == 2:
+        steps = [{"answer": OFF_TOPIC}, {"answer": OFF_TOPIC}, {"answer": good}]
+        return question, steps, {"status": "passed", "rounds": 3, "content": good}
+    # Never passes: JSON is required and never given. Round 1 is on topic (the best
+    # attempt), later rounds are off topic: the response must carry round 1.
+    steps = [{"answer": good}, {"answer": OFF_TOPIC}, {"answer": OFF_TOPIC}]
+    expect = {"status": "failed", "rounds": 3, "content": good, "best_round": 1}
+    return question, steps, expect | {"answer_format": "json"}
+
+
+async def test_two_hundred_requests_get_exactly_one_final_answer_each(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    n = 200
+    plans = {f"r{i}": plan(i) for i in range(n)}
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script({key: steps for key, (_, steps, _) in plans.items()})
+        p.start_worker(GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_MODEL_SCRIPT_PATH=str(script))
+        await wait_ready(p)
+        ids: dict[str, str] = {}
+        async with GuardianClient(p.kafka) as client:
+            for key, (question, _, expect) in plans.items():
+                fmt = expect.get("answer_format", "text")
+                sent = await client.submit(f"[[script:{key}]] {question}", answer_format=fmt)
+                ids[sent.request_id] = key
+        responses = await read_until(
+            p, topics.RESPONSES, ResponseDelivered, covers(set(ids)), timeout_s=240
+        )
+        letters = await read_until(p, topics.DEAD_LETTERS, DeadLettered, bool, timeout_s=0)
+    mine = [r for r in responses if r.request_id in ids]
+    assert len(mine) == n
+    assert Counter(r.request_id for r in mine).most_common(1)[0][1] == 1
+    for r in mine:
+        expect = plans[ids[r.request_id]][2]
+        assert r.status == expect["status"], (ids[r.request_id], r)
+        assert r.rounds == expect["rounds"], (ids[r.request_id], r)
+        assert r.content == expect["content"], (ids[r.request_id], r)
+        assert r.best_round == expect.get("best_round", expect["rounds"])
+        assert 0.0 < r.confidence <= 1.0
+        assert r.models == ("scripted",)
+        assert r.completion_tokens > 0
+    assert letters == []
+
+
+async def test_bad_input_ends_as_dead_letter_or_rejection_and_good_requests_finish(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    codec = Codec()
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        worker = p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_REFINE_MAX_PROMPT_CHARS="200"
+        )
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            await client.send_raw(b"junk", uuid.uuid4().bytes * 3)
+            valid = RequestSubmitted(
+                event_id="e", request_id="trunc", occurred_at=datetime.now(UTC), prompt="Hi there"
+            )
+            await client.send_raw(b"trunc", codec.encode(valid)[:-3])
+            empty = await client.submit("   \n\t ")
+            huge = await client.submit("Why? " * 100)
+            expired = await client.submit(
+                "What time is it?", deadline_at=datetime.now(UTC) - timedelta(seconds=5)
+            )
+            bad_priority = await client.submit("Hello there, how are you?", priority=42)
+            first = await client.submit("What is the boiling point of water at sea level?")
+            await client.submit("Something else entirely, please.", request_id=first.request_id)
+            good = [await client.submit(f"[[script:g{i}]] {QA[i % 4][0]}") for i in range(20)]
+        expected_rejections = {
+            empty.request_id: "empty_prompt",
+            huge.request_id: "prompt_too_long",
+            expired.request_id: "deadline_expired",
+            bad_priority.request_id: "priority_out_of_range",
+        }
+        want = {*expected_rejections, first.request_id, *(g.request_id for g in good)}
+        responses = await read_until(
+            p, topics.RESPONSES, ResponseDelivered, covers(want), timeout_s=120
+        )
+        letters = await read_until(
+            p, topics.DEAD_LETTERS, DeadLettered, lambda found: len(found) >= 3, timeout_s=60
+        )
+        assert worker.poll() is None, p.log()
+    final = {rid: rs for rid, rs in by_request(responses).items() if rid in want}
+    assert set(final) == want
+    for rid, code in expected_rejections.items():
+        (response,) = final[rid]
+        assert response.status == "rejected"
+        assert response.reason_code == code
+        assert response.reason
+    (kept,) = final[first.request_id]
+    assert kept.content == "echo: What is the boiling point of water at sea level?"
+    assert all(final[g.request_id][0].status == "passed" for g in good)
+    reasons = Counter(letter.reason_code for letter in letters)
+    assert reasons == Counter({"bad_magic": 1, "truncated": 1, "conflict": 1})
+    conflict = next(letter for letter in letters if letter.reason_code == "conflict")
+    assert conflict.request_id == first.request_id
+    assert conflict.stage == "intake"
+    assert conflict.source_topic == p.topic(topics.REQUESTS)
+    assert conflict.source_offset >= 0
+    assert codec.decode(conflict.payload, RequestSubmitted).prompt.startswith("Something else")
+
+
+@pytest.mark.timeout(600)
+async def test_kill_minus_nine_mid_run_loses_nothing_and_never_answers_twice_differently(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    n = 60
+    steps = [
+        {"answer": OFF_TOPIC, "latency_ms": 250},
+        {"answer": QA[0][1], "latency_ms": 250},
+    ]
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script({f"k{i}": steps for i in range(n)})
+        env = {"GUARDIAN_MODEL_BACKEND": "scripted", "GUARDIAN_MODEL_SCRIPT_PATH": str(script)}
+        first = p.start_worker(**env)
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            sent = [await client.submit(f"[[script:k{i}]] {QA[0][0]}") for i in range(n)]
+        ids = {s.request_id for s in sent}
+        early = await read_until(
+            p,
+            topics.RESPONSES,
+            ResponseDelivered,
+            lambda found: len({r.request_id for r in found} & ids) >= 10,
+            timeout_s=120,
+        )
+        assert len({r.request_id for r in early} & ids) < n, "the run ended before the kill"
+        p.kill9(first)
+        p.start_worker(**env)
+        responses = await read_until(
+            p, topics.RESPONSES, ResponseDelivered, covers(ids), timeout_s=240
+        )
+        tasks = await read_until(p, topics.TASKS, TaskAssigned, bool, timeout_s=0)
+    answers = {rid: rs for rid, rs in by_request(responses).items() if rid in ids}
+    assert set(answers) == ids, "every request got a final answer"
+    rounds_by_request = {rid: {t.round for t in ts} for rid, ts in by_request(tasks).items()}
+    for rid, rs in answers.items():
+        distinct = {(r.status, r.content, r.rounds, r.confidence) for r in rs}
+        assert len(distinct) == 1, f"{rid} was answered differently: {distinct}"
+        rounds = rounds_by_request[rid]
+        assert rounds == set(range(1, max(rounds) + 1)), f"{rid} skipped a round: {rounds}"
+        assert rs[0].rounds == max(rounds)
+
+
+@pytest.mark.timeout(600)
+async def test_the_embedded_model_answers_through_the_pipeline(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        p.start_worker(GUARDIAN_MODEL_BACKEND="embedded", GUARDIAN_REFINE_MAX_TOKENS="48")
+        await wait_ready(p, timeout_s=240)
+        async with GuardianClient(p.kafka) as client:
+            questions = ["What is the capital of France?", "Name a primary colour."]
+            results = await asyncio.gather(*(client.ask(q, timeout_s=240) for q in questions))
+    for r in results:
+        assert r.status in {"passed", "failed"}
+        assert r.content.strip()
+        assert r.models == ("smollm2-135m-instruct",)
+        assert r.prompt_tokens > 0
+        assert r.completion_tokens > 0
+        assert 1 <= r.rounds <= 3
