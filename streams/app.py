@@ -36,7 +36,7 @@ def build_ports(settings: AppSettings) -> Ports:
         if settings.guard.embedder == "hashing"
         else MiniLMEmbedder(settings.embedding)
     )
-    pii = PresidioPiiDetector() if settings.guard.pii_check else None
+    pii = PresidioPiiDetector(settings.pii) if settings.guard.pii_check else None
     return Ports(llm=llm, embedder=embedder, pii=pii, deployment=llm.name)
 
 

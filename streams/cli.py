@@ -36,6 +36,7 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     topics.set_defaults(handler=_topics)
     worker = sub.add_parser("worker", help="run a pipeline worker until interrupted")
     worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--namespace", help="topic namespace (overrides the setting)")
     worker.set_defaults(handler=_worker)
     ask = sub.add_parser("ask", help="submit a prompt and print the final answer")
     ask.add_argument("prompt")
@@ -63,7 +64,10 @@ def _topics(_args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
 
-    run_worker(AppSettings.load(), loglevel=args.loglevel)
+    settings = AppSettings.load()
+    if args.namespace is not None:
+        settings = settings.with_namespace(args.namespace)
+    run_worker(settings, loglevel=args.loglevel)
     return 0
 
 

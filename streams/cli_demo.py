@@ -39,9 +39,7 @@ WORKER_READY_TIMEOUT_S = 300.0
 
 def run_demo(settings: AppSettings) -> int:
     ns = settings.kafka.topic_namespace or f"demo{int(time.time())}"
-    settings = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_namespace": ns})}
-    )
+    settings = settings.with_namespace(ns)
     run_dir = Path(".run/demo")
     run_dir.mkdir(parents=True, exist_ok=True)
     _step(f"creating topics under namespace {ns!r}")
@@ -62,12 +60,10 @@ def _step(text: str) -> None:
 
 
 def _start_worker(namespace: str, log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, GUARDIAN_KAFKA_TOPIC_NAMESPACE=namespace)
-    env.setdefault("GUARDIAN_MODEL_BACKEND", "embedded")
+    command = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-            env=env,
+            [*command, "--namespace", namespace],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -23,6 +23,7 @@ from connectors.broker import BrokerSettings
 from connectors.embeddings import EmbeddingSettings
 from connectors.kafka import KafkaSettings
 from connectors.llm_embedded import EmbeddedModelSettings
+from connectors.pii import PiiSettings
 
 
 class WorkerSettings(BaseSettings):
@@ -86,11 +87,17 @@ class AppSettings(BaseSettings):
     embedded: EmbeddedModelSettings = Field(default_factory=EmbeddedModelSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     guard: GuardianSettings = Field(default_factory=GuardianSettings)
+    pii: PiiSettings = Field(default_factory=PiiSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod
     def load(cls) -> AppSettings:
         return cls()
+
+    def with_namespace(self, namespace: str) -> AppSettings:
+        """The same settings under another topic namespace."""
+        kafka = self.kafka.model_copy(update={"topic_namespace": namespace})
+        return self.model_copy(update={"kafka": kafka})
 
     def pipeline_config(self) -> PipelineConfig:
         """The first live configuration, before any ``ConfigChanged`` event."""
