@@ -30,4 +30,8 @@ async def handle(rt: Runtime, record: Record) -> None:
     else:
         signals = Signals(alignment=0.0, new_pii=())
     assessment = judge(answer, signals, policy)
+    for score in assessment.scores:
+        rt.metrics.guardian_scores.labels(score.guardian).observe(score.score)
+    rt.metrics.guardian_scores.labels("overall").observe(assessment.score)
+    rt.metrics.verdicts.labels("pass" if assessment.passed else "fail").inc()
     await rt.emit(verdict_for(answer, assessment, policy, rt.clock(), rt.config.version))

@@ -47,6 +47,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         )
         save_state(rt, refine.closed(request, digest, response))
         await rt.emit(response)
+        rt.count_response(response)
         return
     step = refine.start(request, digest, now, rt.config, deployment=rt.ports.deployment)
     save_state(rt, step.state)

@@ -39,6 +39,7 @@ def register(rt: Runtime) -> None:
         if ticks % _FULL_SCAN_EVERY == 0:
             reindex(rt)
         ticks += 1
+        rt.metrics.open_requests.set(len(rt.open_deadlines))
         await raise_deadlines(rt)
 
 
@@ -71,6 +72,8 @@ async def handle(rt: Runtime, record: Record) -> None:
         step = refine.on_deadline(state, now)
     if step.state != state:
         save_state(rt, step.state)
+        if step.response is not None:
+            rt.count_response(step.response)
     if step.task is not None:
         await rt.emit(step.task)
     if step.response is not None:

@@ -15,7 +15,9 @@ from agents.ports import LLM, Embedder, PiiDetector
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
+from schemas.request_events import ResponseDelivered
 from schemas.topics import TopicSpec, qualified
+from streams.metrics import Metrics
 from streams.settings import AppSettings
 
 
@@ -38,7 +40,8 @@ class Runtime:
     codec: Codec
     ports: Ports
     config: PipelineConfig
-    table: Any  # faust.Table[str, bytes]: request_id -> RequestState JSON
+    table: Any  # faust.Table[bytes, bytes]: request_id -> RequestState JSON
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utc_now
     open_deadlines: dict[str, datetime] = field(default_factory=dict)
     _topics: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +65,13 @@ class Runtime:
         await self.topic(spec).send(
             key=event.request_id.encode(), value=self.codec.encode(event), headers=headers
         )
+
+    def count_response(self, response: ResponseDelivered) -> None:
+        """Metrics of a final response, counted once when it is decided."""
+        self.metrics.responses.labels(response.status).inc()
+        if response.status != "rejected":
+            self.metrics.rounds.observe(response.rounds)
+        self.metrics.end_to_end.observe(response.latency_ms / 1000)
 
     @property
     def partitions(self) -> int:

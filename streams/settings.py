@@ -42,6 +42,9 @@ class WorkerSettings(BaseSettings):
     heartbeat_s: float = Field(default=2.0, gt=0)
     deadline_scan_s: float = Field(default=1.0, gt=0)
     model_timeout_s: float = Field(default=60.0, gt=0)
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Prometheus endpoint; 0 turns it off."""
+    metrics_host: str = "127.0.0.1"
 
 
 class ModelSettings(BaseSettings):

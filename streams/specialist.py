@@ -31,6 +31,7 @@ async def handle(rt: Runtime, record: Record) -> None:
     started = time.perf_counter()
     outcome = await call_model(rt, task)
     latency_ms = (time.perf_counter() - started) * 1000
+    _count(rt, outcome, latency_ms)
     answer = answered(
         task,
         outcome,
@@ -40,6 +41,18 @@ async def handle(rt: Runtime, record: Record) -> None:
         now=rt.clock(),
     )
     await rt.emit(answer)
+
+
+def _count(rt: Runtime, outcome: Completion | ModelError, latency_ms: float) -> None:
+    m = rt.metrics
+    model = rt.ports.deployment
+    m.model_seconds.labels(model).observe(latency_ms / 1000)
+    if isinstance(outcome, ModelError):
+        m.model_calls.labels(model, outcome.kind).inc()
+        return
+    m.model_calls.labels(model, "ok").inc()
+    m.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+    m.tokens.labels(model, "completion").inc(outcome.completion_tokens)
 
 
 async def call_model(rt: Runtime, task: TaskAssigned) -> Completion | ModelError:

@@ -4,6 +4,7 @@ with headers and never stops its partition."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,20 +45,34 @@ async def run(rt: Runtime, stage: str, stream: Any, handle: Handler) -> None:
         msg = event.message
         value = event.value if isinstance(event.value, bytes) else b""
         record = Record(msg.topic, msg.partition, msg.offset, msg.key, value)
-        try:
-            await handle(record)
-        except Exception as exc:  # noqa: BLE001 - the stage loop is the one place that catches
-            try:
-                await dead_letter(rt, stage, record, exc)
-            except Exception:  # noqa: BLE001 - a dead letter that cannot be sent must not stop the partition
-                _log.critical(
-                    "%s: could not dead-letter %s[%d]@%d",
-                    stage,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc_info=True,
-                )
+        started = time.perf_counter()
+        outcome = await _handle_one(rt, stage, record, handle)
+        rt.metrics.stage_events.labels(stage, outcome).inc()
+        rt.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - started)
+
+
+async def _handle_one(rt: Runtime, stage: str, record: Record, handle: Handler) -> str:
+    try:
+        await handle(record)
+    except Exception as exc:  # noqa: BLE001 - the stage loop is the one place that catches
+        rt.metrics.stage_errors.labels(stage, type(exc).__name__).inc()
+        await _dead_letter_or_log(rt, stage, record, exc)
+        return "dead_letter"
+    return "ok"
+
+
+async def _dead_letter_or_log(rt: Runtime, stage: str, record: Record, exc: Exception) -> None:
+    try:
+        await dead_letter(rt, stage, record, exc)
+    except Exception:  # noqa: BLE001 - an unsendable dead letter must not stop the partition
+        _log.critical(
+            "%s: could not dead-letter %s[%d]@%d",
+            stage,
+            record.topic,
+            record.partition,
+            record.offset,
+            exc_info=True,
+        )
 
 
 def _reason_code(exc: BaseException) -> str:
@@ -107,3 +122,4 @@ async def dead_letter(rt: Runtime, stage: str, record: Record, exc: BaseExceptio
         "source-offset": str(record.offset).encode(),
     }
     await rt.emit(letter, headers=headers)
+    rt.metrics.dead_letters.labels(stage, code).inc()

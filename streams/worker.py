@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import faust
+from prometheus_client import start_http_server
 
 from connectors.admin import ensure_topics
+from connectors.llm_embedded import EmbeddedLLM
 from schemas import topics
 from streams.app import create_runtime
+from streams.runtime import Ports
 from streams.settings import AppSettings
 
 _log = logging.getLogger(__name__)
@@ -22,10 +27,33 @@ def provision(settings: AppSettings) -> list[str]:
     )
 
 
+def warm_up(ports: Ports) -> None:
+    """Load the models before consuming, so the first requests do not pay for it."""
+    started = time.perf_counter()
+    if isinstance(ports.llm, EmbeddedLLM):
+        asyncio.run(ports.llm.load())
+    ports.embedder.embed(["warm up"])
+    if ports.pii is not None:
+        ports.pii.find("warm up")
+    _log.info("models ready in %.1fs", time.perf_counter() - started)
+
+
 def run_worker(settings: AppSettings, *, loglevel: str = "info") -> None:
     """Run until SIGTERM/SIGINT; faust commits and stops cleanly."""
     provision(settings)
     rt = create_runtime(settings)
+    warm_up(rt.ports)
+    if settings.worker.metrics_port:
+        start_http_server(
+            settings.worker.metrics_port,
+            addr=settings.worker.metrics_host,
+            registry=rt.metrics.registry,
+        )
+        _log.info(
+            "metrics on http://%s:%d/metrics",
+            settings.worker.metrics_host,
+            settings.worker.metrics_port,
+        )
     _log.info(
         "worker %s: model %s, %d partitions, bootstrap %s",
         rt.app.conf.id,

@@ -61,6 +61,7 @@ class Pipeline:
             "GUARDIAN_WORKER_DATA_DIR": str(self.tmp / "worker-data"),
             "GUARDIAN_WORKER_SESSION_TIMEOUT_S": "6",
             "GUARDIAN_WORKER_HEARTBEAT_S": "1",
+            "GUARDIAN_WORKER_METRICS_PORT": "0",
         }
         return env | self.env | extra
 

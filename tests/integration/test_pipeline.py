@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connectors.admin import ensure_topics
 from connectors.client import GuardianClient
 from schemas import topics
 from schemas.codec import Codec
@@ -223,3 +224,48 @@ async def test_the_embedded_model_answers_through_the_pipeline(
         assert r.prompt_tokens > 0
         assert r.completion_tokens > 0
         assert 1 <= r.rounds <= 3
+
+
+async def test_an_overdue_request_is_finalized_with_its_best_attempt(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    question, good = QA[1]
+    # Round 1 is on topic but not JSON (fails, best so far); round 2 never comes back
+    # before the deadline.
+    steps: list[dict[str, Any]] = [{"answer": good}, {"answer": good, "latency_ms": 60_000}]
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script({"late": steps})
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_WORKER_DEADLINE_SCAN_S="0.2",
+        )
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            response = await client.ask(
+                f"[[script:late]] {question}",
+                answer_format="json",
+                deadline_at=datetime.now(UTC) + timedelta(seconds=4),
+                timeout_s=60,
+            )
+    assert response.status == "timeout"
+    assert response.content == good
+    assert response.best_round == 1
+    assert response.rounds == 1
+    assert response.reason_code == "deadline"
+    assert 3_000 <= response.latency_ms < 30_000
+
+
+async def test_topic_provisioning_is_idempotent_and_applies_the_specs(
+    kafka_bootstrap: str, tmp_path: Path, kafka_admin: Any
+) -> None:
+    from confluent_kafka.admin._config import ConfigResource
+
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        assert ensure_topics(p.kafka, topics.ALL, partitions=p.partitions) == []
+        meta = kafka_admin.list_topics(timeout=30).topics
+        assert len(meta[p.topic(topics.REQUESTS)].partitions) == p.partitions
+        assert len(meta[p.topic(topics.CONFIG)].partitions) == topics.CONFIG.partitions
+        resource = ConfigResource("topic", p.topic(topics.CONFIG))
+        configs = kafka_admin.describe_configs([resource])[resource].result(timeout=30)
+        assert configs["cleanup.policy"].value == "compact"

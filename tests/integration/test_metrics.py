@@ -1,0 +1,85 @@
+"""The worker's Prometheus endpoint serves the families with values that match the traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from connectors.client import GuardianClient
+from tests.integration.harness import pipeline
+from tests.integration.test_pipeline import OFF_TOPIC, QA, wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+async def scrape_until(url: str, name: str, labels: dict[str, str], want: float) -> dict:  # type: ignore[type-arg]
+    """Scrape until a sample reaches ``want`` (the count is bumped right after the send)."""
+    key = (name, tuple(sorted(labels.items())))
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while True:
+            found = samples((await http.get(url)).text)
+            if found.get(key, 0) >= want or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.1)  # polling an HTTP endpoint inside a deadline loop
+
+
+async def test_metrics_count_what_the_pipeline_did(kafka_bootstrap: str, tmp_path: Path) -> None:
+    port = free_port()
+    question, good = QA[0]
+    once = {f"m{i}": [{"answer": good}] for i in range(3)}
+    twice = {f"n{i}": [{"answer": OFF_TOPIC}, {"answer": good}] for i in range(3)}
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script(once | twice)
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_WORKER_METRICS_PORT=str(port),
+        )
+        await wait_ready(p)  # one probe request: passes in one round
+        async with GuardianClient(p.kafka) as client:
+            keys = list(once) + list(twice)
+            await asyncio.gather(*(client.ask(f"[[script:{k}]] {question}") for k in keys))
+            await client.ask("", timeout_s=60)  # rejected
+        found = await scrape_until(
+            f"http://127.0.0.1:{port}/metrics",
+            "guardian_responses_total",
+            {"status": "rejected"},
+            1,
+        )
+    assert found[("guardian_responses_total", (("status", "passed"),))] == 7
+    assert found[("guardian_responses_total", (("status", "rejected"),))] == 1
+    assert found[("guardian_refine_rounds_count", ())] == 7
+    assert found[("guardian_refine_rounds_sum", ())] == 1 + 3 * 1 + 3 * 2
+    assert found[("guardian_guardian_verdicts_total", (("outcome", "pass"),))] == 7
+    assert found[("guardian_guardian_verdicts_total", (("outcome", "fail"),))] == 3
+    assert (
+        found[("guardian_specialist_model_calls_total", (("model", "scripted"), ("outcome", "ok")))]
+        == 10
+    )
+    assert found[("guardian_stage_events_total", (("outcome", "ok"), ("stage", "intake")))] == 8
+    assert (
+        found[("guardian_specialist_tokens_total", (("kind", "completion"), ("model", "scripted")))]
+        > 0
+    )
+    assert found[("guardian_end_to_end_seconds_count", ())] == 8
