@@ -5,7 +5,7 @@ set -euo pipefail
 guardian="$(dirname "$0")/../.venv/bin/guardian"
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   started=0
-  if ! "$guardian" broker status >/dev/null 2>&1; then
+  if ! "$guardian" broker status --answering >/dev/null 2>&1; then
     "$guardian" broker start
     started=1
   fi

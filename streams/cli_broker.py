@@ -43,6 +43,12 @@ def _add(
     command.add_argument("--port", type=int, help="client port (default 19092)")
     command.add_argument("--controller-port", type=int, help="KRaft controller port (19093)")
     command.add_argument("--kafka-version", help="Apache Kafka version (default 4.1.1)")
+    if name == "status":
+        command.add_argument(
+            "--answering",
+            action="store_true",
+            help="exit 0 when any broker answers at the address, whoever started it",
+        )
     command.set_defaults(handler=_guarded(handler))
 
 
@@ -91,6 +97,8 @@ def _status(args: argparse.Namespace) -> int:
     running = f"running (pid {state.pid})" if state.running else "not running"
     answering = "answering" if state.answering else "not answering"
     print(f"Kafka {state.version} broker {running}; {state.bootstrap} {answering}")
+    if args.answering:
+        return EXIT_OK if state.answering else EXIT_NOT_RUNNING
     return EXIT_OK if state.running and state.answering else EXIT_NOT_RUNNING
 
 
