@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from connectors.errors import ResponseTimeoutError
 from connectors.kafka import KafkaSettings
+from connectors.schema_registry import codec_for
 from schemas import topics
 from schemas.codec import Codec
 from schemas.errors import DecodeError
@@ -30,7 +31,7 @@ class GuardianClient:
 
     def __init__(self, settings: KafkaSettings, *, codec: Codec | None = None) -> None:
         self._settings = settings
-        self._codec = codec or Codec(max_payload=settings.max_payload_bytes)
+        self._codec = codec
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._waiters: dict[str, asyncio.Future[ResponseDelivered]] = {}
@@ -38,6 +39,11 @@ class GuardianClient:
         self._follow_lock = asyncio.Lock()
         self._requests = qualified(topics.REQUESTS, settings.topic_namespace)
         self._responses = qualified(topics.RESPONSES, settings.topic_namespace)
+
+    @property
+    def codec(self) -> Codec:
+        assert self._codec is not None, "start() the client first"
+        return self._codec
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -49,6 +55,9 @@ class GuardianClient:
         await self.stop()
 
     async def start(self) -> None:
+        if self._codec is None:
+            # Registering schemas with a registry (when one is configured) is blocking HTTP.
+            self._codec = await asyncio.to_thread(codec_for, self._settings)
         self._producer = AIOKafkaProducer(**self._settings.aiokafka(), acks="all", linger_ms=0)
         await self._producer.start()
 
@@ -72,7 +81,7 @@ class GuardianClient:
             prompt=prompt,
             **fields,
         )
-        await self.send_raw(request_id.encode(), self._codec.encode(request))
+        await self.send_raw(request_id.encode(), self.codec.encode(request))
         return request
 
     async def send_raw(self, key: bytes, value: bytes) -> None:
@@ -108,7 +117,7 @@ class GuardianClient:
         try:
             async for message in consumer:
                 try:
-                    yield self._codec.decode(message.value, ResponseDelivered)
+                    yield self.codec.decode(message.value, ResponseDelivered)
                 except DecodeError:
                     continue
         finally:
@@ -141,7 +150,7 @@ class GuardianClient:
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         async for message in consumer:
             try:
-                response = self._codec.decode(message.value, ResponseDelivered)
+                response = self.codec.decode(message.value, ResponseDelivered)
             except DecodeError:
                 continue
             waiter = self._waiters.get(response.request_id)

@@ -7,9 +7,12 @@ is a function of the key), and only up to the end offsets seen at the start.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.kafka import KafkaSettings, partition_for
+from connectors.schema_registry import codec_for
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
@@ -30,7 +33,7 @@ _STAGE_ORDER = {spec.record.record_name: i for i, spec in enumerate(REQUEST_SCOP
 
 async def read_trail(settings: KafkaSettings, request_id: str, partitions: int) -> list[Event]:
     """Every event of ``request_id`` on the request-scoped topics, oldest first."""
-    codec = Codec(max_payload=settings.max_payload_bytes)
+    codec = await asyncio.to_thread(codec_for, settings)
     key = request_id.encode()
     home = partition_for(key, partitions)
     parts = [TopicPartition(qualified(s, settings.topic_namespace), home) for s in REQUEST_SCOPED]

@@ -13,8 +13,8 @@ from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
 from connectors.llm_embedded import EmbeddedLLM
 from connectors.llm_scripted import ScriptedLLM
 from connectors.pii import PresidioPiiDetector
-from schemas.codec import Codec
-from streams import guardian, intake, refine, specialist
+from connectors.schema_registry import codec_for
+from streams import guardian, intake, monitor, refine, specialist
 from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
 
@@ -84,11 +84,11 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     rt = Runtime(
         settings=settings,
         app=app,
-        codec=Codec(max_payload=settings.kafka.max_payload_bytes),
+        codec=codec_for(settings.kafka, settings.registry),
         ports=ports or build_ports(settings),
         config=settings.pipeline_config(),
         table=table,
     )
-    for stage in (intake, specialist, guardian, refine):
+    for stage in (intake, specialist, guardian, refine, monitor):
         stage.register(rt)
     return rt

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
+        # Fetches retried while a new topic's leaders settle; nothing for a user to do.
+        logging.getLogger("aiokafka.consumer.fetcher").setLevel(logging.CRITICAL)
     code: int = args.handler(args)
     return code
 

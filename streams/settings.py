@@ -24,6 +24,7 @@ from connectors.embeddings import EmbeddingSettings
 from connectors.kafka import KafkaSettings
 from connectors.llm_embedded import EmbeddedModelSettings
 from connectors.pii import PiiSettings
+from connectors.schema_registry import RegistrySettings
 
 
 class WorkerSettings(BaseSettings):
@@ -45,6 +46,7 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint; 0 turns it off."""
     metrics_host: str = "127.0.0.1"
+    lag_interval_s: float = Field(default=5.0, gt=0)
 
 
 class ModelSettings(BaseSettings):
@@ -91,6 +93,7 @@ class AppSettings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     guard: GuardianSettings = Field(default_factory=GuardianSettings)
     pii: PiiSettings = Field(default_factory=PiiSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod
