@@ -96,7 +96,7 @@ def load_raw(record_name: str) -> dict[str, Any]:
 
 
 def _version(record_name: str, version: str, raw: dict[str, Any]) -> SchemaVersion:
-    parsed = cast(dict[str, Any], parse_schema(raw, _write_hint=False))
+    parsed = cast(dict[str, Any], parse_schema(raw))
     canonical = to_parsing_canonical_form(raw)
     return SchemaVersion(
         record_name=record_name,

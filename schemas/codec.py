@@ -51,16 +51,6 @@ class StaticSchemaIds:
         return self._by_id.get(schema_id)
 
 
-class _StrictReader(io.BytesIO):
-    """A buffer that refuses short reads, so a truncated body never decodes."""
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        data = super().read(size)
-        if size is not None and size >= 0 and len(data) != size:
-            raise EOFError(f"wanted {size} bytes, {len(data)} left")
-        return data
-
-
 class Codec:
     """Encodes and decodes every event; the only place that touches Avro."""
 
@@ -147,10 +137,12 @@ class Codec:
     def _read_body(
         data: bytes, offset: int, writer: SchemaVersion, reader: SchemaVersion
     ) -> dict[str, Any]:
-        buf = _StrictReader(data)
+        buf = io.BytesIO(data)
         buf.seek(offset)
+        # Same schema: no resolution needed (the common case, and the fast one).
+        resolve = None if writer.fingerprint == reader.fingerprint else reader.parsed
         try:
-            record = schemaless_reader(buf, writer.parsed, reader.parsed)
+            record = schemaless_reader(buf, writer.parsed, resolve)
         except UnicodeDecodeError as exc:
             raise DecodeError(DecodeReason.INVALID_UTF8, str(exc)) from exc
         except (EOFError, IndexError, struct.error) as exc:

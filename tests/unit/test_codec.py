@@ -161,3 +161,11 @@ def test_flipped_bytes_of_valid_records_raise_only_decode_errors(
     encoded[index] ^= data.draw(st.integers(min_value=1, max_value=255))
     outcome = decodes_or_typed_error(bytes(encoded))
     assert isinstance(outcome, DecodeReason | Event)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.record_name)
+def test_no_truncation_of_a_valid_record_decodes(model: type[Event]) -> None:
+    encoded = Codec().encode(sample(model))
+    for end in range(10, len(encoded)):
+        outcome = decodes_or_typed_error(encoded[:end])
+        assert isinstance(outcome, DecodeReason), f"{model.record_name} cut at {end} decoded"
