@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv broker-jars test test-unit test-integration lint demo clean
+.PHONY: deps venv broker-jars test lint demo bench clean
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
@@ -41,6 +41,9 @@ test: deps venv broker-jars lint
 
 demo: deps venv broker-jars
 	bash deploy/with-broker.sh $(GUARDIAN) demo
+
+bench: deps venv broker-jars
+	bash deploy/with-broker.sh $(GUARDIAN) bench
 
 clean:
 	-$(GUARDIAN) broker stop

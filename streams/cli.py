@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from connectors.client import GuardianClient
 from schemas.request_events import ResponseDelivered
+from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
 from streams.settings import AppSettings
 
@@ -19,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     add_broker_commands(sub)
+    add_bench_command(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(

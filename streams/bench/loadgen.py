@@ -1,0 +1,163 @@
+"""An open-loop load generator: requests go out on a fixed schedule whatever the
+system does, and latency counts from the intended send time, so queueing shows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from hdrh.histogram import HdrHistogram
+
+from schemas.codec import Codec
+from schemas.errors import DecodeError
+from schemas.request_events import RequestSubmitted
+
+_MAX_LATENCY_US = 120_000_000
+
+
+@dataclass
+class Latencies:
+    """End-to-end latencies in microseconds (HdrHistogram, 3 significant digits)."""
+
+    hist: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, _MAX_LATENCY_US, 3))
+
+    def record(self, seconds: float) -> None:
+        self.hist.record_value(max(1, min(_MAX_LATENCY_US, int(seconds * 1_000_000))))
+
+    def summary_ms(self) -> dict[str, float]:
+        h = self.hist
+        pct = {f"p{p:g}": h.get_value_at_percentile(p) / 1000 for p in (50, 90, 99, 99.9)}
+        return pct | {"max": h.get_max_value() / 1000, "mean": h.get_mean_value() / 1000}
+
+
+@dataclass
+class RunResult:
+    rate: float
+    sent: int
+    received: int
+    send_seconds: float
+    elapsed_seconds: float
+    latencies: Latencies
+
+    @property
+    def throughput(self) -> float:
+        return self.received / self.elapsed_seconds if self.elapsed_seconds else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rate": self.rate,
+            "sent": self.sent,
+            "received": self.received,
+            "throughput": round(self.throughput, 1),
+            "latency_ms": {k: round(v, 3) for k, v in self.latencies.summary_ms().items()},
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go in and where their answers come out."""
+
+    bootstrap: str
+    in_topic: str
+    out_topic: str
+    out_partitions: int
+
+
+async def run_load(
+    target: Target,
+    *,
+    rate: float,
+    seconds: float,
+    drain_s: float = 30.0,
+    prompt: Callable[[int], str] = lambda i: f"What is the capital of country number {i}?",
+) -> RunResult:
+    """Send ``rate`` requests per second for ``seconds`` and wait for their answers."""
+    codec = Codec()
+    intended: dict[str, float] = {}
+    latencies = Latencies()
+    done = asyncio.Event()
+    total = int(rate * seconds)
+    consumer = await _open_tail(target)
+    collector = asyncio.create_task(_collect(consumer, codec, intended, latencies, total, done))
+    producer = AIOKafkaProducer(bootstrap_servers=target.bootstrap, linger_ms=1, acks=1)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        await _send_schedule(producer, codec, target, intended, rate, total, prompt)
+        send_seconds = time.perf_counter() - started
+        await producer.flush()
+        with contextlib.suppress(TimeoutError):  # what did not arrive counts as lost
+            await asyncio.wait_for(done.wait(), drain_s)
+        elapsed = time.perf_counter() - started
+    finally:
+        collector.cancel()
+        await asyncio.gather(collector, return_exceptions=True)
+        await producer.stop()
+        await consumer.stop()
+    received = total - len(intended)
+    return RunResult(rate, total, received, send_seconds, elapsed, latencies)
+
+
+async def _send_schedule(
+    producer: AIOKafkaProducer,
+    codec: Codec,
+    target: Target,
+    intended: dict[str, float],
+    rate: float,
+    total: int,
+    prompt: Callable[[int], str],
+) -> None:
+    t0 = time.perf_counter()
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the schedule itself: open-loop pacing
+        rid = uuid.uuid4().hex
+        intended[rid] = due
+        request = RequestSubmitted(
+            event_id=rid, request_id=rid, occurred_at=datetime.now(UTC), prompt=prompt(i)
+        )
+        await producer.send(target.in_topic, codec.encode(request), key=rid.encode())
+
+
+async def _open_tail(target: Target) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(bootstrap_servers=target.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    parts = [TopicPartition(target.out_topic, p) for p in range(target.out_partitions)]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    return consumer
+
+
+async def _collect(
+    consumer: AIOKafkaConsumer,
+    codec: Codec,
+    intended: dict[str, float],
+    latencies: Latencies,
+    total: int,
+    done: asyncio.Event,
+) -> None:
+    seen = 0
+    while seen < total:
+        batch = await consumer.getmany(timeout_ms=200)
+        now = time.perf_counter()
+        for records in batch.values():
+            for record in records:
+                try:
+                    rid = codec.decode_any(record.value).request_id
+                except DecodeError:
+                    continue
+                due = intended.pop(rid, None)
+                if due is not None:
+                    latencies.record(now - due)
+                    seen += 1
+    done.set()
