@@ -259,9 +259,9 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 async def _wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 120
-    while line not in log.read_text(errors="replace"):
+    while line not in (text := await asyncio.to_thread(log.read_text, errors="replace")):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{log} never said {line!r}:\n{log.read_text()[-2000:]}")
+            raise RuntimeError(f"{log} never said {line!r}:\n{text[-2000:]}")
         await asyncio.sleep(0.1)  # polling a log file inside a deadline loop
 
 
