@@ -8,13 +8,18 @@ from datetime import timedelta
 
 import faust
 
-from agents.ports import Embedder
+from agents.breaker import BreakerPolicy
+from agents.ports import LLM, Embedder
+from agents.retry import RetryPolicy
 from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
 from connectors.llm_embedded import EmbeddedLLM
+from connectors.llm_openai import OpenAICompatibleLLM, OpenAISettings
 from connectors.llm_scripted import ScriptedLLM
 from connectors.pii import PresidioPiiDetector
+from connectors.resilient import OnAttempt, ResilientLLM
 from connectors.schema_registry import codec_for
-from streams import guardian, intake, monitor, refine, specialist
+from streams import guardian, health, intake, monitor, refine, specialist
+from streams.metrics import Metrics
 from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
 
@@ -22,22 +27,38 @@ _log = logging.getLogger(__name__)
 TABLE = "refinement"
 
 
-def build_ports(settings: AppSettings) -> Ports:
-    """The model, embedder and PII detector the settings ask for."""
-    if settings.model.backend == "scripted":
-        if settings.model.script_path is not None:
-            llm: ScriptedLLM | EmbeddedLLM = ScriptedLLM.from_file(settings.model.script_path)
-        else:
-            llm = ScriptedLLM()
-    else:
-        llm = EmbeddedLLM(settings.embedded)
+def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> Ports:
+    """The model chain, embedder and PII detector the settings ask for."""
     embedder: Embedder = (
         HashingEmbedder()
         if settings.guard.embedder == "hashing"
         else MiniLMEmbedder(settings.embedding)
     )
     pii = PresidioPiiDetector(settings.pii) if settings.guard.pii_check else None
-    return Ports(llm=llm, embedder=embedder, pii=pii, deployment=llm.name)
+    return Ports(llm=build_chain(settings, on_attempt), embedder=embedder, pii=pii)
+
+
+def build_chain(settings: AppSettings, on_attempt: OnAttempt | None = None) -> ResilientLLM:
+    m = settings.model
+    retry = RetryPolicy(
+        max_attempts=m.max_attempts,
+        base_delay_s=m.retry_base_delay_s,
+        max_delay_s=m.retry_max_delay_s,
+        max_total_s=m.retry_budget_s,
+    )
+    breaker = BreakerPolicy(
+        consecutive_failures=m.breaker_consecutive_failures, open_s=m.breaker_open_s
+    )
+    chain = [(name, _model(settings, kind, arg)) for name, kind, arg in m.chain()]
+    return ResilientLLM(chain, retry=retry, breaker_policy=breaker, on_attempt=on_attempt)
+
+
+def _model(settings: AppSettings, kind: str, arg: str | None) -> LLM:
+    if kind == "scripted":
+        return ScriptedLLM.from_file(arg) if arg else ScriptedLLM()
+    if kind == "openai":
+        return OpenAICompatibleLLM(OpenAISettings())
+    return EmbeddedLLM(settings.embedded)
 
 
 def app_id(settings: AppSettings) -> str:
@@ -81,14 +102,20 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         value_type=bytes,
         partitions=settings.kafka.partitions or settings.worker.partitions,
     )
+    metrics = Metrics()
+
+    def count_attempt(deployment: str, outcome: str) -> None:
+        metrics.model_calls.labels(deployment, outcome).inc()
+
     rt = Runtime(
         settings=settings,
         app=app,
         codec=codec_for(settings.kafka, settings.registry),
-        ports=ports or build_ports(settings),
+        ports=ports or build_ports(settings, count_attempt),
+        metrics=metrics,
         config=settings.pipeline_config(),
         table=table,
     )
-    for stage in (intake, specialist, guardian, refine, monitor):
+    for stage in (intake, specialist, guardian, refine, monitor, health):
         stage.register(rt)
     return rt

@@ -11,7 +11,8 @@ from typing import Any
 import faust
 
 from agents.config import PipelineConfig
-from agents.ports import LLM, Embedder, PiiDetector
+from agents.ports import Embedder, PiiDetector
+from connectors.resilient import ResilientLLM
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
@@ -27,10 +28,15 @@ def utc_now() -> datetime:
 
 @dataclass
 class Ports:
-    llm: LLM
+    llm: ResilientLLM
+    """The deployments of the specialist, in fallback order, with retries and breakers."""
     embedder: Embedder
     pii: PiiDetector | None
-    deployment: str
+
+    @property
+    def deployment(self) -> str:
+        """The primary deployment: where tasks are assigned."""
+        return self.llm.deployments[0]
 
 
 @dataclass

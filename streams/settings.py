@@ -42,7 +42,8 @@ class WorkerSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     deadline_scan_s: float = Field(default=1.0, gt=0)
-    model_timeout_s: float = Field(default=60.0, gt=0)
+    model_timeout_s: float = Field(default=120.0, gt=0)
+    """Cap on one task's model work, retries and fallbacks included."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint; 0 turns it off."""
     metrics_host: str = "127.0.0.1"
@@ -54,9 +55,34 @@ class ModelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_MODEL_", frozen=True)
 
-    backend: Literal["embedded", "scripted"] = "embedded"
+    backend: Literal["embedded", "scripted", "openai"] = "embedded"
     script_path: Path | None = None
-    """JSON script for the scripted backend (tests, benchmarks, the demo)."""
+    """JSON script for the scripted backend (tests, benchmarks)."""
+    deployments: str = ""
+    """Fallback chain, in order: ``name=kind[:script]`` items separated by commas, kind one
+    of embedded, scripted, openai (e.g. ``primary=openai,local=embedded``). Empty: one
+    deployment named after ``backend``."""
+    max_attempts: int = Field(default=4, ge=1)
+    retry_base_delay_s: float = Field(default=0.25, ge=0.0)
+    retry_max_delay_s: float = Field(default=8.0, ge=0.0)
+    retry_budget_s: float = Field(default=30.0, gt=0.0)
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=15.0, gt=0.0)
+    health_interval_s: float = Field(default=10.0, gt=0.0)
+
+    def chain(self) -> list[tuple[str, str, str | None]]:
+        """(name, kind, script path) of every deployment, in fallback order."""
+        if not self.deployments.strip():
+            path = str(self.script_path) if self.script_path else None
+            return [(self.backend, self.backend, path)]
+        chain = []
+        for item in self.deployments.split(","):
+            name, _, spec = item.strip().partition("=")
+            kind, _, arg = spec.partition(":")
+            if kind not in {"embedded", "scripted", "openai"} or not name:
+                raise ValueError(f"bad deployment {item!r}: want name=embedded|scripted|openai")
+            chain.append((name, kind, arg or None))
+        return chain
 
 
 class GuardianSettings(BaseSettings):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agents.errors import ModelError, ModelTimeout
+from agents.errors import ModelTimeout
 from agents.ports import Completion
 from agents.prompts import build_messages
 from agents.specialist import answered
+from connectors.resilient import ChainOutcome
 from schemas import topics
 from schemas.request_events import TaskAssigned
 from streams.runtime import Runtime
@@ -34,32 +35,31 @@ async def handle(rt: Runtime, record: Record) -> None:
     _count(rt, outcome, latency_ms)
     answer = answered(
         task,
-        outcome,
-        deployment=rt.ports.deployment,
+        outcome.result,
+        deployment=outcome.deployment or task.deployment,
         latency_ms=latency_ms,
-        attempts=1,
+        attempts=max(1, outcome.attempts),
         now=rt.clock(),
     )
     await rt.emit(answer)
 
 
-def _count(rt: Runtime, outcome: Completion | ModelError, latency_ms: float) -> None:
+def _count(rt: Runtime, outcome: ChainOutcome, latency_ms: float) -> None:
+    """Latency and tokens per answering deployment (attempts are counted as they happen)."""
     m = rt.metrics
-    model = rt.ports.deployment
-    m.model_seconds.labels(model).observe(latency_ms / 1000)
-    if isinstance(outcome, ModelError):
-        m.model_calls.labels(model, outcome.kind).inc()
-        return
-    m.model_calls.labels(model, "ok").inc()
-    m.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
-    m.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+    deployment = outcome.deployment or "none"
+    m.model_seconds.labels(deployment).observe(latency_ms / 1000)
+    if isinstance(outcome.result, Completion):
+        m.tokens.labels(deployment, "prompt").inc(outcome.result.prompt_tokens)
+        m.tokens.labels(deployment, "completion").inc(outcome.result.completion_tokens)
 
 
-async def call_model(rt: Runtime, task: TaskAssigned) -> Completion | ModelError:
+async def call_model(rt: Runtime, task: TaskAssigned) -> ChainOutcome:
+    """The chain's outcome: a completion or the last typed error, within the task's cap."""
     timeout = rt.settings.worker.model_timeout_s
     try:
         return await asyncio.wait_for(
-            rt.ports.llm.complete(
+            rt.ports.llm.run(
                 build_messages(task),
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
@@ -68,6 +68,5 @@ async def call_model(rt: Runtime, task: TaskAssigned) -> Completion | ModelError
             timeout=timeout,
         )
     except TimeoutError:
-        return ModelTimeout(f"no answer within {timeout:.1f}s")
-    except ModelError as exc:
-        return exc
+        failure = ModelTimeout(f"no answer within {timeout:.1f}s, retries included")
+        return ChainOutcome(failure, task.deployment, ())

@@ -30,8 +30,9 @@ def provision(settings: AppSettings) -> list[str]:
 def warm_up(ports: Ports) -> None:
     """Load the models before consuming, so the first requests do not pay for it."""
     started = time.perf_counter()
-    if isinstance(ports.llm, EmbeddedLLM):
-        asyncio.run(ports.llm.load())
+    for _, llm in ports.llm.models:
+        if isinstance(llm, EmbeddedLLM):
+            asyncio.run(llm.load())
     ports.embedder.embed(["warm up"])
     if ports.pii is not None:
         ports.pii.find("warm up")

@@ -18,7 +18,7 @@ _NAME = re.compile(r"\bguardian_[a-z_]+")
 def served_names() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
-    names = set()
+    names: set[str] = set()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     for family in registry.collect():
         names.update(family.name + suffix for suffix in suffixes[family.type])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,20 @@ def test_the_walker_sees_an_upward_import(tmp_path: Path) -> None:
     assert all(top != "sibling" for _, top in _imports(bad))
 
 
+# Reading one variable is a setting; handing the whole environment to a child is not.
+_READS_ENV = re.compile(r"os\.environ\s*(\[|\.get\b|\.setdefault\b|\.pop\b)|getenv\(")
+
+
 def test_only_settings_read_the_environment() -> None:
     offenders = []
     for layer in ALLOWED:
         for path in _files(layer):
-            text = path.read_text(encoding="utf-8")
-            if "os.environ" in text or "getenv(" in text:
+            if _READS_ENV.search(path.read_text(encoding="utf-8")):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_the_environment_check_sees_a_read() -> None:
+    assert _READS_ENV.search('x = os.environ["KAFKA"]')
+    assert _READS_ENV.search('x = os.environ.get("KAFKA")')
+    assert not _READS_ENV.search("env = {**os.environ, **extra}")
