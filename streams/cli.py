@@ -12,6 +12,7 @@ from connectors.client import GuardianClient
 from schemas.request_events import ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
+from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
 
 
@@ -21,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_broker_commands(sub)
     add_bench_command(sub)
+    add_replay_commands(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(

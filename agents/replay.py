@@ -1,0 +1,398 @@
+"""Audits from the log: re-derive a request's final response from its recorded events with
+the real decision functions, compare it with the recorded one, and re-decide recorded
+requests under another guardian policy. Pure: no I/O, no model.
+
+Time is taken from the log: intake decided at the ``occurred_at`` of the round-1 task (or
+of the response of a request it rejected), and each verdict or deadline was decided at the
+``occurred_at`` of what the refine stage emitted for it, so the re-derived events carry the
+recorded timestamps and latencies. Verdicts and deadlines are taken oldest first: the log
+does not say in which order the stage took a verdict and a deadline that reached it
+together, so a verdict that lost that race shows as a divergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from agents.config import GuardianPolicy, PipelineConfig
+from agents.guardian import Signals, judge, verdict_for
+from agents.intake import payload_digest, validate
+from agents.refine import RequestState, Step, on_deadline, on_verdict, rejected, start
+from schemas.envelope import Event
+from schemas.request_events import (
+    DeadlinePassed,
+    RequestSubmitted,
+    ResponseDelivered,
+    SpecialistAnswered,
+    TaskAssigned,
+    VerdictIssued,
+)
+
+DECISION_FIELDS: Final = (
+    "status",
+    "content",
+    "confidence",
+    "rounds",
+    "best_round",
+    "reason",
+    "reason_code",
+    "specialists",
+    "models",
+    "prompt_tokens",
+    "completion_tokens",
+    "config_version",
+)
+"""What a final response decided; ids, timestamps and latency are not decisions."""
+TASK_FIELDS: Final = (
+    "specialist",
+    "instruction",
+    "system_prompt",
+    "prompt_version",
+    "critique",
+    "previous_attempt",
+    "temperature",
+    "max_tokens",
+    "answer_format",
+    "priority",
+    "deadline_at",
+    "output_constraint",
+)
+"""What a task asked of the specialist."""
+NO_SIGNALS: Final = Signals(alignment=0.0, new_pii=())
+"""What the guardian stage judges a failed or empty answer with (it measures nothing)."""
+
+RefineInput = VerdictIssued | DeadlinePassed
+
+
+def decision_fields(response: ResponseDelivered) -> dict[str, object]:
+    return {name: getattr(response, name) for name in DECISION_FIELDS}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request's recorded events, sorted out by kind."""
+
+    request: RequestSubmitted | None
+    tasks: Mapping[int, TaskAssigned]
+    """The first recorded task of each round."""
+    answers: Mapping[str, SpecialistAnswered]
+    """By event id."""
+    inputs: tuple[RefineInput, ...]
+    """The refine stage's inputs, oldest first (verdicts before deadlines on a tie)."""
+    responses: tuple[ResponseDelivered, ...]
+
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> Recorded:
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        requests = [e for e in ordered if isinstance(e, RequestSubmitted)]
+        tasks: dict[int, TaskAssigned] = {}
+        for task in (e for e in ordered if isinstance(e, TaskAssigned)):
+            tasks.setdefault(task.round, task)
+        inputs = [e for e in ordered if isinstance(e, RefineInput)]
+        inputs.sort(key=lambda e: (e.occurred_at, isinstance(e, DeadlinePassed)))
+        return cls(
+            request=requests[0] if requests else None,
+            tasks=tasks,
+            answers={e.event_id: e for e in ordered if isinstance(e, SpecialistAnswered)},
+            inputs=tuple(inputs),
+            responses=tuple(e for e in ordered if isinstance(e, ResponseDelivered)),
+        )
+
+    @property
+    def intake_time(self) -> datetime | None:
+        """When intake decided: its round-1 task, or the response of a rejection."""
+        if 1 in self.tasks:
+            return self.tasks[1].occurred_at
+        return self.responses[0].occurred_at if self.responses else None
+
+    @property
+    def response(self) -> ResponseDelivered | None:
+        return self.responses[0] if self.responses else None
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What the decision functions emit when fed a request's recorded inputs."""
+
+    response: ResponseDelivered | None
+    tasks: Mapping[int, TaskAssigned]
+
+
+def replay(
+    recorded: Recorded,
+    config: PipelineConfig,
+    *,
+    verdicts: Mapping[str, VerdictIssued] | None = None,
+    max_rounds: int | None = None,
+) -> Replayed | None:
+    """Feed intake, then every recorded verdict and deadline, through the decision functions.
+
+    ``verdicts`` replaces recorded verdicts by event id (a what-if); ``max_rounds`` caps
+    the request's rounds. None when the log lacks the request or intake's decision.
+    """
+    request, at = recorded.request, recorded.intake_time
+    if request is None or at is None:
+        return None
+    rejection = validate(request, at, config.intake)
+    if rejection is not None:
+        code, reason = rejection.code.value, rejection.reason
+        return Replayed(rejected(request, code, reason, at, config.version), {})
+    first = recorded.tasks.get(1)
+    deployment = first.deployment if first is not None else ""
+    step = start(request, payload_digest(request), at, config, deployment=deployment)
+    state = step.state
+    if max_rounds is not None:
+        state = state.model_copy(update={"max_rounds": min(state.max_rounds, max_rounds)})
+    tasks = {1: step.task} if step.task is not None else {}
+    for event in recorded.inputs:
+        if state.done:
+            break
+        if isinstance(event, VerdictIssued) and verdicts is not None:
+            event = verdicts.get(event.event_id, event)
+        step = _decide(state, event, recorded, config)
+        if step.task is not None:
+            tasks.setdefault(step.task.round, step.task)
+        state = step.state
+    return Replayed(state.final, tasks)
+
+
+def _decide(
+    state: RequestState, event: RefineInput, recorded: Recorded, config: PipelineConfig
+) -> Step:
+    """Decide at the event's time, then again at the time the live stage emitted the result
+    (a verdict's decision does not depend on time; a deadline's holds from then on)."""
+    step = _apply(state, event, event.occurred_at, config)
+    emitted_at = _emitted_at(step, state, recorded)
+    if emitted_at is None:
+        return step
+    if isinstance(event, DeadlinePassed) and emitted_at <= event.occurred_at:
+        return step
+    return _apply(state, event, emitted_at, config)
+
+
+def _apply(state: RequestState, event: RefineInput, now: datetime, config: PipelineConfig) -> Step:
+    if isinstance(event, VerdictIssued):
+        return on_verdict(state, event, now, config)
+    return on_deadline(state, now)
+
+
+def _emitted_at(step: Step, before: RequestState, recorded: Recorded) -> datetime | None:
+    """When the live stage emitted what ``step`` emits, if the log has it."""
+    if step.response is not None and not before.done:
+        return recorded.response.occurred_at if recorded.response is not None else None
+    if step.task is not None and step.task.round > before.round:
+        task = recorded.tasks.get(step.task.round)
+        return task.occurred_at if task is not None else None
+    return None
+
+
+def rederive(events: Sequence[Event], config: PipelineConfig) -> ResponseDelivered | None:
+    """The final response the decision functions give for one request's recorded events."""
+    replayed = replay(Recorded.of(events), config)
+    return replayed.response if replayed is not None else None
+
+
+# --- verify ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A decision the log records differently from what its inputs re-derive to."""
+
+    request_id: str
+    field: str
+    recorded: object
+    rederived: object
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int
+    """Requests with a recorded request, intake decision and final response."""
+    skipped: int
+    """Requests the log holds only part of (in flight, or begun before what was read)."""
+    divergences: tuple[Divergence, ...]
+
+
+def compare(events: Sequence[Event], config: PipelineConfig) -> list[Divergence] | None:
+    """Divergences of one request; None when the log does not hold all of it."""
+    recorded = Recorded.of(events)
+    replayed = replay(recorded, config)
+    if replayed is None or recorded.response is None:
+        return None
+    rid = recorded.response.request_id
+    found = _response_divergences(rid, recorded, replayed.response)
+    for round_ in sorted(set(recorded.tasks) | set(replayed.tasks)):
+        found += _task_divergences(
+            rid, round_, recorded.tasks.get(round_), replayed.tasks.get(round_)
+        )
+    return found
+
+
+def _response_divergences(
+    rid: str, recorded: Recorded, rederived: ResponseDelivered | None
+) -> list[Divergence]:
+    assert recorded.response is not None
+    if rederived is None:
+        return [Divergence(rid, "response", recorded.response.status, None)]
+    mine, theirs = decision_fields(rederived), decision_fields(recorded.response)
+    found = [
+        Divergence(rid, f, theirs[f], mine[f]) for f in DECISION_FIELDS if mine[f] != theirs[f]
+    ]
+    distinct = {tuple(decision_fields(r).values()) for r in recorded.responses}
+    if len(distinct) > 1:
+        found.append(Divergence(rid, "responses", len(distinct), 1))
+    return found
+
+
+def _task_divergences(
+    rid: str, round_: int, recorded: TaskAssigned | None, rederived: TaskAssigned | None
+) -> list[Divergence]:
+    name = f"task[{round_}]"
+    if recorded is None or rederived is None:
+        return [Divergence(rid, name, recorded is not None, rederived is not None)]
+    return [
+        Divergence(rid, f"{name}.{f}", getattr(recorded, f), getattr(rederived, f))
+        for f in TASK_FIELDS
+        if getattr(recorded, f) != getattr(rederived, f)
+    ]
+
+
+def verify_report(
+    events_by_request: Mapping[str, Sequence[Event]], config: PipelineConfig
+) -> VerifyReport:
+    checked = skipped = 0
+    found: list[Divergence] = []
+    for events in events_by_request.values():
+        divergences = compare(events, config)
+        if divergences is None:
+            skipped += 1
+            continue
+        checked += 1
+        found += divergences
+    return VerifyReport(checked=checked, skipped=skipped, divergences=tuple(found))
+
+
+def verify(
+    events_by_request: Mapping[str, Sequence[Event]], config: PipelineConfig
+) -> list[Divergence]:
+    """Every divergence between the log's decisions and those its inputs re-derive to."""
+    return list(verify_report(events_by_request, config).divergences)
+
+
+# --- rescore -----------------------------------------------------------------
+
+Flip = Literal["pass_to_fail", "fail_to_pass", "content"]
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """One request's recorded final decision next to the what-if one."""
+
+    request_id: str
+    recorded: ResponseDelivered
+    rescored: ResponseDelivered
+
+    @property
+    def flip(self) -> Flip | None:
+        before, after = self.recorded.status == "passed", self.rescored.status == "passed"
+        if before and not after:
+            return "pass_to_fail"
+        if after and not before:
+            return "fail_to_pass"
+        return "content" if self.recorded.content != self.rescored.content else None
+
+
+@dataclass(frozen=True)
+class RescoreSummary:
+    requests: int
+    """Requests re-decided (those with recorded answers and a final response)."""
+    skipped: int
+    """Rejected, incomplete, or without recorded verdicts."""
+    outcomes: tuple[Rescored, ...]
+
+    def count(self, flip: Flip) -> int:
+        return sum(1 for o in self.outcomes if o.flip == flip)
+
+    @property
+    def flipped(self) -> tuple[Rescored, ...]:
+        return tuple(o for o in self.outcomes if o.flip is not None)
+
+
+def needs_signals(answer: SpecialistAnswered) -> bool:
+    """Whether the guardian stage measures this answer (it skips failed and empty ones)."""
+    return answer.status == "ok" and bool(answer.content.strip())
+
+
+def answers_to_measure(
+    events_by_request: Mapping[str, Sequence[Event]],
+) -> list[SpecialistAnswered]:
+    """The recorded answers whose signals ``rescore`` needs, once each."""
+    seen: dict[str, SpecialistAnswered] = {}
+    for events in events_by_request.values():
+        for e in events:
+            if isinstance(e, SpecialistAnswered) and needs_signals(e):
+                seen.setdefault(e.event_id, e)
+    return list(seen.values())
+
+
+def rejudge(
+    answer: SpecialistAnswered, recorded: VerdictIssued, signals: Signals, policy: GuardianPolicy
+) -> VerdictIssued:
+    """The verdict ``policy`` gives the answer, in place of (and timed as) the recorded one."""
+    verdict = verdict_for(
+        answer,
+        judge(answer, signals, policy),
+        policy,
+        recorded.occurred_at,
+        recorded.config_version,
+    )
+    return verdict.model_copy(update={"event_id": recorded.event_id})
+
+
+def rescore_request(
+    events: Sequence[Event],
+    signals: Mapping[str, Signals],
+    config: PipelineConfig,
+    policy: GuardianPolicy,
+) -> Rescored | None:
+    """Re-judge a request's recorded answers under ``policy`` and re-decide it using only
+    the recorded rounds. None when the request is not re-scorable."""
+    recorded = Recorded.of(events)
+    verdicts = [e for e in recorded.inputs if isinstance(e, VerdictIssued)]
+    if recorded.response is None or recorded.response.status == "rejected" or not verdicts:
+        return None
+    replaced: dict[str, VerdictIssued] = {}
+    for v in verdicts:
+        answer = recorded.answers.get(v.answer_event_id)
+        if answer is None:
+            return None
+        measured = signals[answer.event_id] if needs_signals(answer) else NO_SIGNALS
+        replaced[v.event_id] = rejudge(answer, v, measured, policy)
+    replayed = replay(recorded, config, verdicts=replaced)
+    if replayed is not None and replayed.response is None:
+        # The recorded rounds ran out before the what-if finished: stop at the last one.
+        last = max(v.round for v in verdicts)
+        replayed = replay(recorded, config, verdicts=replaced, max_rounds=last)
+    if replayed is None or replayed.response is None:
+        return None
+    return Rescored(recorded.response.request_id, recorded.response, replayed.response)
+
+
+def rescore(
+    events_by_request: Mapping[str, Sequence[Event]],
+    signals: Mapping[str, Signals],
+    config: PipelineConfig,
+    policy: GuardianPolicy,
+) -> RescoreSummary:
+    """Re-decide every request under ``policy``: see ``rescore_request``.
+
+    ``signals`` holds the re-measured signals of every answer ``answers_to_measure`` lists,
+    by answer event id.
+    """
+    outcomes = [rescore_request(ev, signals, config, policy) for ev in events_by_request.values()]
+    done = tuple(o for o in outcomes if o is not None)
+    return RescoreSummary(requests=len(done), skipped=len(outcomes) - len(done), outcomes=done)
