@@ -18,7 +18,7 @@ from connectors.llm_scripted import ScriptedLLM
 from connectors.pii import PresidioPiiDetector
 from connectors.resilient import OnAttempt, ResilientLLM
 from connectors.schema_registry import codec_for
-from streams import guardian, health, intake, monitor, refine, specialist
+from streams import alerts, guardian, health, intake, monitor, refine, specialist
 from streams.metrics import Metrics
 from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
@@ -47,7 +47,9 @@ def build_chain(settings: AppSettings, on_attempt: OnAttempt | None = None) -> R
         max_total_s=m.retry_budget_s,
     )
     breaker = BreakerPolicy(
-        consecutive_failures=m.breaker_consecutive_failures, open_s=m.breaker_open_s
+        consecutive_failures=m.breaker_consecutive_failures,
+        open_s=m.breaker_open_s,
+        window_s=m.breaker_window_s,
     )
     chain = [(name, _model(settings, kind, arg)) for name, kind, arg in m.chain()]
     return ResilientLLM(chain, retry=retry, breaker_policy=breaker, on_attempt=on_attempt)
@@ -116,6 +118,6 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         config=settings.pipeline_config(),
         table=table,
     )
-    for stage in (intake, specialist, guardian, refine, monitor, health):
+    for stage in (intake, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
     return rt

@@ -19,6 +19,7 @@ from agents.config import (
     RefinePolicy,
     SpecialistProfile,
 )
+from connectors.alert_sinks import AlertSettings
 from connectors.broker import BrokerSettings
 from connectors.embeddings import EmbeddingSettings
 from connectors.kafka import KafkaSettings
@@ -68,6 +69,7 @@ class ModelSettings(BaseSettings):
     retry_budget_s: float = Field(default=30.0, gt=0.0)
     breaker_consecutive_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=15.0, gt=0.0)
+    breaker_window_s: float = Field(default=30.0, gt=0.0)
     health_interval_s: float = Field(default=10.0, gt=0.0)
 
     def chain(self) -> list[tuple[str, str, str | None]]:
@@ -120,6 +122,7 @@ class AppSettings(BaseSettings):
     guard: GuardianSettings = Field(default_factory=GuardianSettings)
     pii: PiiSettings = Field(default_factory=PiiSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod

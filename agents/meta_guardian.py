@@ -1,0 +1,290 @@
+"""The meta-guardian: how well the guardians agree with the users they serve, whether
+quality drifts below its baseline, and the threshold changes that would calibrate them.
+
+Feedback joins the verdict of the answer the user received (the request's best
+verdict, as refine chooses it). A rating of at least 0.5 means the user was
+satisfied; a passing verdict means the guardian was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from agents.config import PipelineConfig
+from agents.config_values import encode
+from agents.ids import stable_id
+from schemas.network_events import ImprovementProposed
+from schemas.request_events import FeedbackGiven, VerdictIssued
+
+SATISFIED = 0.5
+OVERALL = "overall"
+THRESHOLD_KEY = "guardian.pass_threshold"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One guardian's (or the combined verdict's) pass rate and agreement with users."""
+
+    guardian: str
+    verdicts: int
+    passes: int
+    rated: int
+    agreements: int
+    rated_passes: int
+    false_passes: int
+    """Passed, but the user was not satisfied."""
+    false_fails: int
+    """Failed, but the user was satisfied."""
+
+    @property
+    def pass_rate(self) -> float:
+        return _ratio(self.passes, self.verdicts)
+
+    @property
+    def agreement(self) -> float:
+        return _ratio(self.agreements, self.rated)
+
+    @property
+    def false_pass_rate(self) -> float:
+        """Share of rated passing verdicts the user was unhappy with."""
+        return _ratio(self.false_passes, self.rated_passes)
+
+    @property
+    def false_fail_rate(self) -> float:
+        """Share of rated failing verdicts the user was happy with."""
+        return _ratio(self.false_fails, self.rated - self.rated_passes)
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def judged(verdicts: Iterable[VerdictIssued]) -> list[VerdictIssued]:
+    """Verdicts on an actual answer (a failed model call was not the guardians' call)."""
+    return [v for v in verdicts if "model_error" not in v.failure_classes]
+
+
+def delivered(verdicts: Iterable[VerdictIssued]) -> dict[str, VerdictIssued]:
+    """Per request, the verdict of the answer delivered: passing first, then the higher
+    score, then the earlier round."""
+    best: dict[str, VerdictIssued] = {}
+    for v in judged(verdicts):
+        held = best.get(v.request_id)
+        if held is None or _rank(v) > _rank(held):
+            best[v.request_id] = v
+    return best
+
+
+def _rank(v: VerdictIssued) -> tuple[bool, float, int]:
+    return (v.passed, v.score, -v.round)
+
+
+def ratings(feedback: Iterable[FeedbackGiven]) -> dict[str, float]:
+    """The latest explicit rating per request."""
+    latest: dict[str, FeedbackGiven] = {}
+    for f in feedback:
+        if f.kind != "explicit" or f.rating is None:
+            continue
+        held = latest.get(f.request_id)
+        if held is None or (f.occurred_at, f.event_id) > (held.occurred_at, held.event_id):
+            latest[f.request_id] = f
+    return {rid: f.rating for rid, f in latest.items() if f.rating is not None}
+
+
+def calibrate(
+    verdicts: Sequence[VerdictIssued], feedback: Sequence[FeedbackGiven]
+) -> tuple[Calibration, ...]:
+    """Calibration of the combined verdict (``overall``) and of each guardian.
+
+    Pass rates count every judged verdict; agreement counts the delivered verdict
+    of every request with an explicit rating.
+    """
+    all_judged, final, rated = judged(verdicts), delivered(verdicts), ratings(feedback)
+    names = sorted({s.guardian for v in all_judged for s in v.scores})
+    return tuple(_calibration(name, all_judged, final, rated) for name in [OVERALL, *names])
+
+
+def _passed(v: VerdictIssued, guardian: str) -> bool | None:
+    if guardian == OVERALL:
+        return v.passed
+    return next((s.passed for s in v.scores if s.guardian == guardian), None)
+
+
+def _calibration(
+    name: str,
+    all_judged: list[VerdictIssued],
+    final: dict[str, VerdictIssued],
+    rated: dict[str, float],
+) -> Calibration:
+    outcomes = [p for v in all_judged if (p := _passed(v, name)) is not None]
+    pairs = [
+        (p, rated[rid] >= SATISFIED)
+        for rid, v in final.items()
+        if rid in rated and (p := _passed(v, name)) is not None
+    ]
+    return Calibration(
+        guardian=name,
+        verdicts=len(outcomes),
+        passes=sum(outcomes),
+        rated=len(pairs),
+        agreements=sum(g == u for g, u in pairs),
+        rated_passes=sum(g for g, _ in pairs),
+        false_passes=sum(g and not u for g, u in pairs),
+        false_fails=sum(u and not g for g, u in pairs),
+    )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A quality metric's recent mean against its baseline mean."""
+
+    metric: str
+    baseline_mean: float
+    recent_mean: float
+    baseline_n: int
+    recent_n: int
+    relative_change: float
+    degraded: bool
+    """The recent mean is at least ``max_drop`` below the baseline: recommend retraining
+    (or re-tuning) whatever produces this metric."""
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def drift(
+    metric: str,
+    baseline: Sequence[float],
+    recent: Sequence[float],
+    *,
+    max_drop: float = 0.05,
+    min_samples: int = 30,
+) -> Drift:
+    """Compare ``recent`` with ``baseline``; flag a relative drop of ``max_drop`` or more
+    once both windows hold ``min_samples`` values."""
+    base, now = _mean(baseline), _mean(recent)
+    change = (now - base) / base if base > 0 else 0.0
+    enough = len(baseline) >= min_samples and len(recent) >= min_samples
+    return Drift(
+        metric=metric,
+        baseline_mean=base,
+        recent_mean=now,
+        baseline_n=len(baseline),
+        recent_n=len(recent),
+        relative_change=change,
+        degraded=enough and -change >= max_drop - 1e-9,
+    )
+
+
+def scores_between(
+    verdicts: Iterable[VerdictIssued], start: datetime, end: datetime
+) -> list[float]:
+    """Guardian scores of judged verdicts in ``[start, end)``: the quality metric."""
+    return [v.score for v in judged(verdicts) if start <= v.occurred_at < end]
+
+
+@dataclass(frozen=True)
+class MetaRules:
+    min_rated: int = 50
+    """Rated answers under the live threshold needed before any proposal."""
+    max_false_pass_rate: float = 0.2
+    max_false_fail_rate: float = 0.3
+    step: float = 0.05
+    ceiling: float = 0.95
+    floor: float = 0.5
+
+
+@dataclass(frozen=True)
+class _Move:
+    threshold: float
+    rationale: str
+    effect: str
+
+
+_Rated = list[tuple[VerdictIssued, bool]]
+
+
+def propose_threshold(
+    verdicts: Sequence[VerdictIssued],
+    feedback: Sequence[FeedbackGiven],
+    config: PipelineConfig,
+    now: datetime,
+    rules: MetaRules = MetaRules(),
+) -> list[ImprovementProposed]:
+    """At most one ``threshold`` proposal for ``guardian.pass_threshold``.
+
+    Only verdicts decided under the live threshold count. Raise it by ``step``
+    when too many passing answers disappoint users, lower it by ``step`` when too
+    many failing answers satisfy them and passes are trustworthy; either move only
+    when, on the rated answers, it fixes more verdicts than it breaks.
+    """
+    t = config.guardian.pass_threshold
+    live = [v for v in verdicts if abs(v.threshold - t) < 1e-9]
+    final, rated = delivered(live), ratings(feedback)
+    pairs = [(v, rated[rid] >= SATISFIED) for rid, v in sorted(final.items()) if rid in rated]
+    if len(pairs) < rules.min_rated:
+        return []
+    cal = _calibration(OVERALL, judged(live), final, rated)
+    move = _raise(pairs, t, cal, rules) or _lower(pairs, t, cal, rules)
+    return [] if move is None else [_proposal(config, move, now)]
+
+
+def _raise(pairs: _Rated, t: float, cal: Calibration, rules: MetaRules) -> _Move | None:
+    new = min(rules.ceiling, round(t + rules.step, 6))
+    if cal.false_pass_rate < rules.max_false_pass_rate or new <= t:
+        return None
+    band = [happy for v, happy in pairs if v.passed and v.score < new]
+    caught, lost = band.count(False), band.count(True)
+    if caught <= lost:
+        return None
+    return _Move(
+        new,
+        f"{cal.false_pass_rate:.0%} of {cal.rated_passes} rated passing answers disappointed "
+        f"users (limit {rules.max_false_pass_rate:.0%})",
+        f"{caught} of those would fail at {new} against {lost} satisfying answers",
+    )
+
+
+def _lower(pairs: _Rated, t: float, cal: Calibration, rules: MetaRules) -> _Move | None:
+    new = max(rules.floor, round(t - rules.step, 6))
+    too_strict = cal.false_fail_rate >= rules.max_false_fail_rate
+    if not too_strict or cal.false_pass_rate >= rules.max_false_pass_rate or new >= t:
+        return None
+    # Only a verdict that failed on its score alone (every gate, safety included, held)
+    # changes under a lower threshold.
+    band = [happy for v, happy in pairs if _score_only_fail(v) and v.score >= new]
+    gained, spoiled = band.count(True), band.count(False)
+    if gained <= spoiled:
+        return None
+    return _Move(
+        new,
+        f"{cal.false_fail_rate:.0%} of {cal.rated - cal.rated_passes} rated failing answers "
+        f"satisfied users (limit {rules.max_false_fail_rate:.0%}); safety gates unchanged",
+        f"{gained} of those would pass at {new} against {spoiled} disappointing answers",
+    )
+
+
+def _score_only_fail(v: VerdictIssued) -> bool:
+    return not v.passed and v.failure_classes == ("low_score",)
+
+
+def _proposal(config: PipelineConfig, move: _Move, now: datetime) -> ImprovementProposed:
+    proposed = encode(move.threshold)
+    pid = stable_id("meta-guardian", config.version, THRESHOLD_KEY, proposed)
+    return ImprovementProposed(
+        event_id=stable_id(pid, "event"),
+        request_id=pid,
+        occurred_at=now,
+        config_version=config.version,
+        proposal_id=pid,
+        kind="threshold",
+        key=THRESHOLD_KEY,
+        current_value=encode(config.guardian.pass_threshold),
+        proposed_value=proposed,
+        rationale=move.rationale,
+        expected_effect=move.effect,
+        proposed_by="meta-guardian",
+    )
