@@ -105,8 +105,7 @@ def failure_classes(verdict: VerdictIssued) -> tuple[str, ...]:
 
 
 def _prompt_version(verdict: VerdictIssued) -> str:
-    # VerdictIssued does not carry the answer's prompt version yet.
-    return ""
+    return verdict.prompt_version
 
 
 def counts(verdict: VerdictIssued) -> bool:

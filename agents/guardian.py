@@ -246,4 +246,5 @@ def verdict_for(
         completion_tokens=answer.completion_tokens,
         latency_ms=answer.latency_ms,
         guardian_version=policy.version,
+        prompt_version=answer.prompt_version,
     )

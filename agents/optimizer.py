@@ -18,10 +18,12 @@ from agents.config_values import PROMPT_KEY, encode, value_of
 from agents.ids import stable_id
 from schemas.network_events import FailureDiagnosed, ImprovementProposed
 
-ProposalKind = Literal["prompt", "temperature", "model", "routing_weight", "threshold"]
+ProposalKind = Literal[
+    "prompt", "temperature", "model", "max_tokens", "routing_weight", "threshold"
+]
 TEMPERATURE_KEY = "specialist.temperature"
 MAX_TOKENS_KEY = "specialist.max_tokens"
-MAX_TOKENS_KIND: ProposalKind = "model"
+MAX_TOKENS_KIND: ProposalKind = "max_tokens"
 """``max_tokens`` is a parameter of the model call; the proposal kinds have no closer name."""
 
 TEMPERATURE_STEP = 0.1

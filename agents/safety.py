@@ -29,7 +29,7 @@ TUNABLE_KEYS = frozenset(
 KIND_OF_KEY = {
     "specialist.system_prompt": "prompt",
     "specialist.temperature": "temperature",
-    "specialist.max_tokens": "model",
+    "specialist.max_tokens": "max_tokens",
     "specialist.name": "model",
     "guardian.pass_threshold": "threshold",
     "guardian.min_alignment": "threshold",

@@ -28,7 +28,7 @@ class FailureDiagnosed(Event):
 class ImprovementProposed(Event):
     proposal_id: str
     diagnosis_id: str | None = None
-    kind: Literal["prompt", "temperature", "model", "routing_weight", "threshold"]
+    kind: Literal["prompt", "temperature", "model", "max_tokens", "routing_weight", "threshold"]
     key: str
     current_value: str
     proposed_value: str

@@ -42,6 +42,11 @@ class TaskAssigned(Event):
     priority: int = 5
     deadline_at: Millis | None = None
     output_constraint: str | None = None
+    task_class: str = ""
+    complexity_level: str = ""
+    complexity_score: float = 0.0
+    depends_on: tuple[str, ...] = ()
+    degraded_route: bool = False
 
 
 class Passage(BaseModel):
@@ -103,6 +108,7 @@ class VerdictIssued(Event):
     completion_tokens: int = 0
     latency_ms: float = 0.0
     guardian_version: str = "v1"
+    prompt_version: str = ""
 
 
 class ResponseDelivered(Event):
@@ -121,6 +127,7 @@ class ResponseDelivered(Event):
     cache_hit: bool = False
     tenant: str = "default"
     session_id: str | None = None
+    cached_from: str | None = None
 
 
 class DeadLettered(Event):

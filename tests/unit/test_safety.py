@@ -68,8 +68,8 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
         (proposal("guardian.pass_threshold", 0.65), []),
         (proposal("specialist.temperature", 0.5, kind="temperature"), []),
         (proposal("specialist.temperature", 0.0, kind="temperature"), []),
-        (proposal("specialist.max_tokens", 512, kind="model"), []),
-        (proposal("specialist.max_tokens", 128, kind="model"), []),
+        (proposal("specialist.max_tokens", 512, kind="max_tokens"), []),
+        (proposal("specialist.max_tokens", 128, kind="max_tokens"), []),
         (proposal("specialist.system_prompt", "Be kind and exact.", kind="prompt"), []),
         (proposal("refine.max_rounds", 4), []),
         # a stale proposal from 0.5 is also judged against the live 0.7
@@ -81,8 +81,8 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
         (proposal("guardian.pass_threshold", 0.8), ["step_bounded"]),
         (proposal("guardian.min_alignment", 0.2), ["step_bounded"]),
         (proposal("specialist.temperature", 0.6, kind="temperature"), ["step_bounded"]),
-        (proposal("specialist.max_tokens", 513, kind="model"), ["step_bounded"]),
-        (proposal("specialist.max_tokens", 127, kind="model"), ["step_bounded"]),
+        (proposal("specialist.max_tokens", 513, kind="max_tokens"), ["step_bounded"]),
+        (proposal("specialist.max_tokens", 127, kind="max_tokens"), ["step_bounded"]),
         (proposal("refine.max_rounds", 5), ["step_bounded"]),
         (proposal("specialist.system_prompt", "x" * 700, kind="prompt"), ["step_bounded"]),
         # safety switches and weights
@@ -182,7 +182,7 @@ def test_a_threshold_already_below_the_floor_may_rise() -> None:
 
 def test_the_reason_for_a_bad_value_quotes_the_validator() -> None:
     reviewed = review(
-        proposal("specialist.max_tokens", 0, kind="model"), CONFIG, [], T0, SafetyRules()
+        proposal("specialist.max_tokens", 0, kind="max_tokens"), CONFIG, [], T0, SafetyRules()
     )
     assert not reviewed.approved
     assert any(
