@@ -18,7 +18,7 @@ from connectors.schema_registry import codec_for
 from schemas import topics
 from schemas.codec import Codec
 from schemas.errors import DecodeError
-from schemas.request_events import RequestSubmitted, ResponseDelivered
+from schemas.request_events import FeedbackGiven, RequestSubmitted, ResponseDelivered
 from schemas.topics import qualified
 
 
@@ -39,6 +39,7 @@ class GuardianClient:
         self._follow_lock = asyncio.Lock()
         self._requests = qualified(topics.REQUESTS, settings.topic_namespace)
         self._responses = qualified(topics.RESPONSES, settings.topic_namespace)
+        self._feedback = qualified(topics.FEEDBACK, settings.topic_namespace)
 
     @property
     def codec(self) -> Codec:
@@ -83,6 +84,37 @@ class GuardianClient:
         )
         await self.send_raw(request_id.encode(), self.codec.encode(request))
         return request
+
+    async def feedback(
+        self,
+        request_id: str,
+        *,
+        rating: float | None = None,
+        signal: str | None = None,
+        comment: str | None = None,
+        user_id: str | None = None,
+    ) -> FeedbackGiven:
+        """Rate an answer (0.0-1.0), or report an implicit signal (accepted, copied,
+        regenerated, abandoned, edited)."""
+        assert self._producer is not None, "start() the client first"
+        if rating is None and signal is None:
+            raise ValueError("feedback needs a rating or a signal")
+        if rating is not None and not 0.0 <= rating <= 1.0:
+            raise ValueError(f"rating {rating} is outside 0.0..1.0")
+        event = FeedbackGiven(
+            event_id=uuid.uuid4().hex,
+            request_id=request_id,
+            occurred_at=datetime.now(tz=UTC),
+            kind="explicit" if rating is not None else "implicit",
+            rating=rating,
+            signal=signal,
+            comment=comment,
+            user_id=user_id,
+        )
+        await self._producer.send_and_wait(
+            self._feedback, self.codec.encode(event), key=request_id.encode()
+        )
+        return event
 
     async def send_raw(self, key: bytes, value: bytes) -> None:
         """Produce bytes as they are (operators' tooling and tests of bad input)."""

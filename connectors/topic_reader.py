@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from connectors.kafka import KafkaSettings
 
 
+async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
+    """The partition numbers of ``topic`` (empty when it does not exist)."""
+    producer = AIOKafkaProducer(**settings.aiokafka())
+    await producer.start()
+    try:
+        return sorted(await producer.partitions_for(topic))
+    except KafkaError:
+        return []
+    finally:
+        await producer.stop()
+
+
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:
     """Every value of ``topic`` (all partitions, in order within each), then stop."""
+    parts = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+    if not parts:
+        return []
     consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        parts = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not parts:
-            return []
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

@@ -18,7 +18,17 @@ from connectors.llm_scripted import ScriptedLLM
 from connectors.pii import PresidioPiiDetector
 from connectors.resilient import OnAttempt, ResilientLLM
 from connectors.schema_registry import codec_for
-from streams import alerts, guardian, health, intake, monitor, refine, specialist
+from streams import (
+    alerts,
+    guardian,
+    health,
+    intake,
+    live_config,
+    monitor,
+    network,
+    refine,
+    specialist,
+)
 from streams.metrics import Metrics
 from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
@@ -87,9 +97,9 @@ def create_app(settings: AppSettings) -> faust.App:
         broker_heartbeat_interval=w.heartbeat_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        broker_commit_every=100,
-        broker_commit_interval=0.5,
-        producer_linger=0.0,
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        producer_linger=w.producer_linger_ms / 1000,
         stream_buffer_maxsize=1024,
         table_cleanup_interval=timedelta(minutes=5).total_seconds(),
     )
@@ -120,4 +130,5 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     )
     for stage in (intake, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
+    network.register(rt, live_config.register(rt))
     return rt

@@ -12,6 +12,7 @@ from connectors.client import GuardianClient
 from schemas.request_events import ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
+from streams.cli_config import add_config_commands
 from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
 
@@ -23,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_broker_commands(sub)
     add_bench_command(sub)
     add_replay_commands(sub)
+    add_config_commands(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -55,6 +57,12 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(handler=_tail)
+    feedback = sub.add_parser("feedback", help="rate an answer or report a signal")
+    feedback.add_argument("request_id")
+    feedback.add_argument("--rating", type=float, help="0.0 (bad) to 1.0 (good)")
+    feedback.add_argument("--signal", help="accepted, copied, regenerated, abandoned, edited")
+    feedback.add_argument("--comment")
+    feedback.set_defaults(handler=_feedback)
     demo = sub.add_parser("demo", help="run the pipeline end to end on sample requests")
     demo.set_defaults(handler=_demo)
 
@@ -110,6 +118,22 @@ def _tail(args: argparse.Namespace) -> int:
         asyncio.run(go())
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        async with GuardianClient(AppSettings.load().kafka) as client:
+            await client.feedback(
+                args.request_id, rating=args.rating, signal=args.signal, comment=args.comment
+            )
+
+    try:
+        asyncio.run(go())
+    except ValueError as exc:
+        print(f"refused: {exc}")
+        return 1
+    print("feedback recorded")
     return 0
 
 

@@ -49,6 +49,8 @@ class WorkerSettings(BaseSettings):
     """Prometheus endpoint; 0 turns it off."""
     metrics_host: str = "127.0.0.1"
     lag_interval_s: float = Field(default=5.0, gt=0)
+    producer_linger_ms: float = Field(default=0.0, ge=0)
+    """How long the producer waits to batch records: throughput for latency."""
 
 
 class ModelSettings(BaseSettings):
@@ -110,6 +112,16 @@ class RefineSettings(BaseSettings):
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
 
 
+class NetworkSettings(BaseSettings):
+    """The guardian network's stages (``GUARDIAN_NETWORK_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_NETWORK_", frozen=True)
+
+    diagnosis_window_s: float = Field(default=300.0, gt=0)
+    min_failures: int = Field(default=5, ge=1)
+    min_failure_rate: float = Field(default=0.2, gt=0.0, le=1.0)
+
+
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True)
 
@@ -123,6 +135,7 @@ class AppSettings(BaseSettings):
     pii: PiiSettings = Field(default_factory=PiiSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod

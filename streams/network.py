@@ -1,0 +1,90 @@
+"""The guardian network's first stages: the diagnostician groups failing verdicts over
+windows, the optimizer turns diagnoses into proposals, the safety monitor reviews them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agents.diagnosis import DiagnosisWindow, diagnose, next_window, observe, open_window
+from agents.optimizer import propose
+from agents.safety import SafetyRules, review
+from schemas import topics
+from schemas.network_events import FailureDiagnosed, ImprovementProposed
+from schemas.request_events import VerdictIssued
+from streams.live_config import LiveConfig
+from streams.runtime import Runtime
+from streams.stage import Record, run
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Diagnostician:
+    """This worker's open window over the verdicts of its partitions."""
+
+    window: DiagnosisWindow | None = None
+
+
+def register(rt: Runtime, live: LiveConfig) -> None:
+    diag = Diagnostician()
+    n = rt.settings.network
+
+    @rt.app.agent(rt.topic(topics.VERDICTS), name="diagnostician")
+    async def diagnostician(stream: object) -> None:
+        await run(rt, "diagnostician", stream, lambda r: on_verdict(rt, diag, r))
+
+    @rt.app.timer(interval=min(n.diagnosis_window_s, 30.0))  # type: ignore[untyped-decorator]
+    async def close_windows() -> None:
+        await roll(rt, diag, rt.clock())
+
+    @rt.app.agent(rt.topic(topics.DIAGNOSES), name="optimizer")
+    async def optimizer(stream: object) -> None:
+        await run(rt, "optimizer", stream, lambda r: on_diagnosis(rt, r))
+
+    @rt.app.agent(rt.topic(topics.PROPOSALS), name="safety_monitor")
+    async def safety_monitor(stream: object) -> None:
+        await run(rt, "safety_monitor", stream, lambda r: on_proposal(rt, live, r))
+
+
+async def on_verdict(rt: Runtime, diag: Diagnostician, record: Record) -> None:
+    verdict = rt.codec.decode(record.value, VerdictIssued)
+    await roll(rt, diag, verdict.occurred_at)
+    assert diag.window is not None
+    diag.window = observe(diag.window, verdict)
+
+
+async def roll(rt: Runtime, diag: Diagnostician, now: datetime) -> None:
+    """Close every window that ended before ``now``, emitting its diagnoses."""
+    n = rt.settings.network
+    length = timedelta(seconds=n.diagnosis_window_s)
+    if diag.window is None:
+        diag.window = open_window(now, length)
+    while now >= diag.window.end:
+        for diagnosis in diagnose(diag.window, rt.clock(), n.min_failures, n.min_failure_rate):
+            _log.warning("diagnosis: %s", diagnosis.summary)
+            await rt.emit(diagnosis)
+        diag.window = next_window(diag.window)
+        if now - diag.window.end > length:  # a long quiet spell: start afresh
+            diag.window = open_window(now, length)
+
+
+async def on_diagnosis(rt: Runtime, record: Record) -> None:
+    diagnosis = rt.codec.decode(record.value, FailureDiagnosed)
+    for proposal in propose(diagnosis, rt.config, rt.clock()):
+        await rt.emit(proposal)
+
+
+async def on_proposal(rt: Runtime, live: LiveConfig, record: Record) -> None:
+    proposal = rt.codec.decode(record.value, ImprovementProposed)
+    decision = review(proposal, rt.config, live.history, rt.clock(), SafetyRules())
+    _log.warning(
+        "proposal %s (%s=%s) %s: %s",
+        proposal.proposal_id,
+        proposal.key,
+        proposal.proposed_value,
+        "approved" if decision.approved else "rejected",
+        "; ".join(decision.reasons),
+    )
+    await rt.emit(decision)
