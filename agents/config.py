@@ -56,9 +56,24 @@ class SpecialistProfile(_Frozen):
     max_tokens: int = Field(default=256, ge=1)
 
 
+class ExperimentPolicy(_Frozen):
+    """The A/B experiment running on live traffic, if any (``id`` empty: none)."""
+
+    id: str = ""
+    proposal_id: str = ""
+    key: str = ""
+    """Config key the treatment arm changes."""
+    value: str = ""
+    """JSON of the treatment's value for ``key``."""
+    share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_samples: int = Field(default=200, ge=2)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
 class PipelineConfig(_Frozen):
     version: int = 0
     intake: IntakePolicy = IntakePolicy()
     guardian: GuardianPolicy = GuardianPolicy()
     refine: RefinePolicy = RefinePolicy()
     specialist: SpecialistProfile = SpecialistProfile()
+    experiment: ExperimentPolicy = ExperimentPolicy()

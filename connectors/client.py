@@ -17,9 +17,10 @@ from connectors.kafka import KafkaSettings
 from connectors.schema_registry import codec_for
 from schemas import topics
 from schemas.codec import Codec
+from schemas.envelope import Event
 from schemas.errors import DecodeError
 from schemas.request_events import FeedbackGiven, RequestSubmitted, ResponseDelivered
-from schemas.topics import qualified
+from schemas.topics import TopicSpec, qualified
 
 
 class GuardianClient:
@@ -115,6 +116,14 @@ class GuardianClient:
             self._feedback, self.codec.encode(event), key=request_id.encode()
         )
         return event
+
+    async def send_to(self, spec: TopicSpec, event: Event) -> None:
+        """Publish an event to its topic (operators' proposals, tooling)."""
+        assert self._producer is not None, "start() the client first"
+        topic = qualified(spec, self._settings.topic_namespace)
+        await self._producer.send_and_wait(
+            topic, self.codec.encode(event), key=event.request_id.encode()
+        )
 
     async def send_raw(self, key: bytes, value: bytes) -> None:
         """Produce bytes as they are (operators' tooling and tests of bad input)."""

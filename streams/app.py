@@ -20,6 +20,7 @@ from connectors.resilient import OnAttempt, ResilientLLM
 from connectors.schema_registry import codec_for
 from streams import (
     alerts,
+    experiments,
     guardian,
     health,
     intake,
@@ -131,4 +132,5 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     for stage in (intake, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
     network.register(rt, live_config.register(rt))
+    experiments.register(rt)
     return rt

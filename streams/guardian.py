@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from agents.experiment_plan import config_for
 from agents.guardian import Signals, judge, measure, verdict_for
 from schemas import topics
 from schemas.request_events import SpecialistAnswered
@@ -23,7 +24,7 @@ def register(rt: Runtime) -> None:
 
 async def handle(rt: Runtime, record: Record) -> None:
     answer = rt.codec.decode(record.value, SpecialistAnswered)
-    policy = rt.config.guardian
+    policy = config_for(rt.config, answer.variant).guardian
     if answer.status == "ok" and answer.content.strip():
         # Embedding and PII scans are CPU work: keep them off the event loop.
         signals = await asyncio.to_thread(measure, answer, rt.ports.embedder, rt.ports.pii)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from agents import refine
+from agents.experiment_plan import config_for, variant_for
 from agents.intake import RejectCode, payload_digest, validate
 from connectors.kafka import partition_for
 from schemas import topics
@@ -49,7 +50,11 @@ async def handle(rt: Runtime, record: Record) -> None:
         await rt.emit(response)
         rt.count_response(response)
         return
-    step = refine.start(request, digest, now, rt.config, deployment=rt.ports.deployment)
+    variant = variant_for(rt.config, request.request_id)
+    if variant is not None:
+        request = request.model_copy(update={"variant": variant})
+    config = config_for(rt.config, variant)
+    step = refine.start(request, digest, now, config, deployment=rt.ports.deployment)
     save_state(rt, step.state)
     assert step.task is not None
     await rt.emit(step.task)

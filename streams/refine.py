@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from agents import refine
+from agents.experiment_plan import config_for
 from agents.ids import stable_id
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
@@ -67,7 +68,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         raise StageError("unknown_request", f"no refinement state for {event.request_id}")
     now = rt.clock()
     if isinstance(event, VerdictIssued):
-        step = refine.on_verdict(state, event, now, rt.config)
+        step = refine.on_verdict(state, event, now, config_for(rt.config, state.variant))
     else:
         step = refine.on_deadline(state, now)
     if step.state != state:

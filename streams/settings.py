@@ -120,6 +120,9 @@ class NetworkSettings(BaseSettings):
     diagnosis_window_s: float = Field(default=300.0, gt=0)
     min_failures: int = Field(default=5, ge=1)
     min_failure_rate: float = Field(default=0.2, gt=0.0, le=1.0)
+    experiment_share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    experiment_min_samples: int = Field(default=200, ge=2)
+    experiment_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
 
 
 class AppSettings(BaseSettings):

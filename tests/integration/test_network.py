@@ -3,6 +3,8 @@ stages: failing verdicts become a diagnosis, a proposal and a safety review."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -10,11 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from agents.config_values import apply_change, config_changed
+from agents.config_values import apply_change, config_changed, config_of
 from connectors.client import GuardianClient
 from connectors.config_log import publish_config, read_config_history
+from connectors.embeddings import HashingEmbedder
 from schemas import topics
-from schemas.network_events import FailureDiagnosed, ImprovementProposed, ProposalReviewed
+from schemas.network_events import (
+    ConfigChanged,
+    ExperimentConcluded,
+    FailureDiagnosed,
+    ImprovementProposed,
+    ProposalReviewed,
+)
 from schemas.request_events import ResponseDelivered, VerdictIssued
 from streams.settings import AppSettings
 from tests.integration.harness import pipeline, read_until
@@ -99,3 +108,91 @@ async def test_failing_answers_lead_to_a_reviewed_proposal(
     assert "JSON" in proposal.proposed_value
     (decision,) = [x for x in reviews if x.proposal_id == proposal.proposal_id]
     assert decision.approved, decision.reasons
+
+
+def borderline_answer(question: str) -> str:
+    """An on-the-edge answer: its cosine to the question (hashing embedder) lies between
+    a min_alignment of 0.25 and one of 0.30, so the threshold alone decides it."""
+    embedder = HashingEmbedder()
+    shared = ["water", "boiling", "point", "sea", "level"]
+    filler = [
+        "bananas",
+        "grow",
+        "in",
+        "warm",
+        "tropical",
+        "regions",
+        "and",
+        "taste",
+        "sweet",
+        "when",
+        "ripe",
+    ]
+    for k in range(1, len(shared) + 1):
+        for m in range(6, len(filler) + 1):
+            answer = " ".join(shared[:k] + filler[:m]) + "."
+            a, b = embedder.embed([question, answer])
+            if 0.26 <= sum(x * y for x, y in zip(a, b, strict=True)) <= 0.29:
+                return answer
+    raise AssertionError("no borderline answer among the candidates")
+
+
+@pytest.mark.timeout(600)
+async def test_an_approved_proposal_runs_as_an_experiment_and_is_promoted(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    question = QA[0][0]
+    answer = borderline_answer(question)
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = tmp_path / "borderline.json"
+        script.write_text(json.dumps({"default": {"answer": answer}}))
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_GUARD_EMBEDDER="hashing",
+            GUARDIAN_GUARD_PII_CHECK="false",
+            GUARDIAN_REFINE_MAX_ROUNDS="1",
+            GUARDIAN_NETWORK_EXPERIMENT_MIN_SAMPLES="10",
+        )
+        await wait_ready(p)
+        proposal = ImprovementProposed(
+            event_id=uuid.uuid4().hex,
+            request_id="op-1",
+            occurred_at=datetime.now(UTC),
+            proposal_id="op-1",
+            kind="threshold",
+            key="guardian.min_alignment",
+            current_value="0.3",
+            proposed_value="0.25",
+            proposed_by="operator",
+        )
+        async with GuardianClient(p.kafka) as client:
+            await client.send_to(topics.PROPOSALS, proposal)
+            started = await read_until(
+                p,
+                topics.CONFIG,
+                ConfigChanged,
+                lambda cs: any(c.values.get("experiment.id", '""') != '""' for c in cs),
+                timeout_s=60,
+            )
+            experiment_id = json.loads(started[-1].values["experiment.id"])
+            deadline = time.monotonic() + 180
+            concluded: list[ExperimentConcluded] = []
+            while not concluded and time.monotonic() < deadline:
+                await asyncio.gather(*(client.ask(question, timeout_s=60) for _ in range(20)))
+                concluded = await read_until(
+                    p, topics.EXPERIMENTS, ExperimentConcluded, bool, timeout_s=2
+                )
+        history = await read_config_history(p.kafka)
+        verdicts = await read_until(p, topics.VERDICTS, VerdictIssued, bool, timeout_s=5)
+    (result,) = concluded
+    assert result.experiment_id == experiment_id
+    assert result.decision == "promote", result.reason
+    assert result.p_value_pass_rate < 0.05
+    assert result.treatment_passes > result.control_passes
+    arms = {v.variant for v in verdicts if v.variant}
+    assert arms == {"control", f"treatment:{experiment_id}"}
+    assert [e.changed_by for e in history] == ["experiments", "experiments"]
+    promoted = config_of(history[-1])
+    assert promoted.guardian.min_alignment == pytest.approx(0.25)
+    assert promoted.experiment.id == ""

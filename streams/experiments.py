@@ -1,0 +1,119 @@
+"""A/B experiments on live traffic: an approved proposal starts one (its split goes out
+as a config version), round-1 verdicts are tallied per arm, and the significance test
+ends it with ``ExperimentConcluded`` and a config version that promotes the change or
+leaves it out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from agents import experiment_plan
+from agents.config import PipelineConfig
+from agents.config_values import ConfigValueError, config_changed
+from agents.experiment import ExperimentTally, arm_of, conclude, observe
+from agents.ids import stable_id
+from schemas import topics
+from schemas.network_events import ImprovementProposed, ProposalReviewed
+from schemas.request_events import VerdictIssued
+from streams.runtime import Runtime
+from streams.stage import Record, run
+
+_log = logging.getLogger(__name__)
+PROPOSALS_KEPT = 1000
+
+
+@dataclass
+class Experiments:
+    proposals: dict[str, ImprovementProposed] = field(default_factory=dict)
+    tallies: dict[str, ExperimentTally] = field(default_factory=dict)
+    concluded: set[str] = field(default_factory=set)
+
+
+def register(rt: Runtime) -> None:
+    state = Experiments()
+
+    @rt.app.agent(rt.topic(topics.PROPOSALS), name="experiment_proposals")
+    async def remember_proposals(stream: object) -> None:
+        await run(rt, "experiments", stream, lambda r: remember(rt, state, r))
+
+    @rt.app.agent(rt.topic(topics.REVIEWS), name="experiment_starter")
+    async def start_experiments(stream: object) -> None:
+        await run(rt, "experiments", stream, lambda r: on_review(rt, state, r))
+
+    @rt.app.agent(rt.topic(topics.VERDICTS), name="experiment_tally")
+    async def tally_verdicts(stream: object) -> None:
+        await run(rt, "experiments", stream, lambda r: on_verdict(rt, state, r))
+
+
+async def remember(rt: Runtime, state: Experiments, record: Record) -> None:
+    proposal = rt.codec.decode(record.value, ImprovementProposed)
+    state.proposals[proposal.proposal_id] = proposal
+    while len(state.proposals) > PROPOSALS_KEPT:
+        state.proposals.pop(next(iter(state.proposals)))
+
+
+async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
+    review = rt.codec.decode(record.value, ProposalReviewed)
+    proposal = state.proposals.get(review.proposal_id)
+    if not review.approved or proposal is None:
+        return
+    if experiment_plan.running(rt.config):
+        _log.warning("proposal %s approved; waits: an experiment runs", proposal.proposal_id)
+        return
+    n = rt.settings.network
+    experiment_id = stable_id(proposal.proposal_id, "experiment")
+    try:
+        new = experiment_plan.start(
+            rt.config,
+            proposal,
+            experiment_id,
+            share=n.experiment_share,
+            min_samples=n.experiment_min_samples,
+            alpha=n.experiment_alpha,
+        )
+    except ConfigValueError as exc:
+        _log.error("proposal %s cannot run: %s", proposal.proposal_id, exc)
+        return
+    await _publish(rt, new, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
+
+
+async def on_verdict(rt: Runtime, state: Experiments, record: Record) -> None:
+    verdict = rt.codec.decode(record.value, VerdictIssued)
+    spec = rt.config.experiment
+    arm = arm_of(verdict.variant, spec.id) if spec.id else None
+    if arm is None or verdict.round != 1 or spec.id in state.concluded:
+        return
+    tally = observe(
+        state.tallies.get(spec.id, ExperimentTally()), arm, verdict.passed, verdict.score
+    )
+    state.tallies[spec.id] = tally
+    result = conclude(
+        tally,
+        min_samples=spec.min_samples,
+        alpha=spec.alpha,
+        experiment_id=spec.id,
+        proposal_id=spec.proposal_id,
+        now=rt.clock(),
+        event_id=stable_id(spec.id, "concluded"),
+        treatment_share=spec.share,
+        config_version=rt.config.version,
+    )
+    if result is None:
+        return
+    state.concluded.add(spec.id)
+    _log.warning("experiment %s: %s (%s)", spec.id, result.decision, result.reason)
+    await rt.emit(result)
+    await _publish(rt, experiment_plan.finish(rt.config, result), f"{result.decision}: {spec.id}")
+
+
+async def _publish(rt: Runtime, new: PipelineConfig, reason: str) -> None:
+    event = config_changed(
+        rt.config,
+        new,
+        changed_by="experiments",
+        reason=reason,
+        now=rt.clock(),
+        event_id=stable_id(rt.config.version, reason),
+    )
+    await rt.emit(event)
