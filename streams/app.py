@@ -25,6 +25,7 @@ from streams import (
     health,
     intake,
     live_config,
+    meta_guardian,
     monitor,
     network,
     refine,
@@ -133,4 +134,5 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         stage.register(rt)
     network.register(rt, live_config.register(rt))
     experiments.register(rt)
+    meta_guardian.register(rt)
     return rt

@@ -123,6 +123,10 @@ class NetworkSettings(BaseSettings):
     experiment_share: float = Field(default=0.5, gt=0.0, lt=1.0)
     experiment_min_samples: int = Field(default=200, ge=2)
     experiment_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    meta_interval_s: float = Field(default=60.0, gt=0)
+    meta_min_rated: int = Field(default=50, ge=1)
+    drift_window_s: float = Field(default=3600.0, gt=0)
+    """Guardian scores of the last window are compared with the window before it."""
 
 
 class AppSettings(BaseSettings):

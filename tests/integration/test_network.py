@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.config_values import apply_change, config_changed, config_of
+from agents.guardian import judge, measure
 from connectors.client import GuardianClient
 from connectors.config_log import publish_config, read_config_history
 from connectors.embeddings import HashingEmbedder
@@ -24,7 +25,7 @@ from schemas.network_events import (
     ImprovementProposed,
     ProposalReviewed,
 )
-from schemas.request_events import ResponseDelivered, VerdictIssued
+from schemas.request_events import ResponseDelivered, SpecialistAnswered, VerdictIssued
 from streams.settings import AppSettings
 from tests.integration.harness import pipeline, read_until
 from tests.integration.test_pipeline import QA, wait_ready
@@ -196,3 +197,67 @@ async def test_an_approved_proposal_runs_as_an_experiment_and_is_promoted(
     promoted = config_of(history[-1])
     assert promoted.guardian.min_alignment == pytest.approx(0.25)
     assert promoted.experiment.id == ""
+
+
+def barely_passing_answer(question: str) -> str:
+    """An answer the live guardians pass with a score just above 0.70 (picked by running
+    the real scoring on candidates), so a 0.75 threshold would fail it."""
+    policy = AppSettings().pipeline_config().guardian
+    embedder = HashingEmbedder()
+    shared = ["water", "boiling", "point", "sea", "level", "is"]
+    filler = ["bananas", "grow", "in", "warm", "regions", "daily", "too"]
+    for k in range(1, len(shared) + 1):
+        for m in range(0, len(filler) + 1):
+            text = " ".join(shared[:k] + filler[:m]) + "."
+            answer = SpecialistAnswered(
+                event_id="x",
+                request_id="x",
+                occurred_at=datetime.now(UTC),
+                task_id="x",
+                round=1,
+                specialist="general",
+                deployment="d",
+                model="m",
+                instruction=question,
+                status="ok",
+                content=text,
+            )
+            verdict = judge(answer, measure(answer, embedder, None), policy)
+            if verdict.passed and verdict.score < 0.745:
+                return text
+    raise AssertionError("no barely passing answer among the candidates")
+
+
+async def test_unhappy_users_make_the_meta_guardian_propose_a_stricter_threshold(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    question = QA[0][0]
+    answer = barely_passing_answer(question)
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = tmp_path / "barely.json"
+        script.write_text(json.dumps({"default": {"answer": answer}}))
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_GUARD_EMBEDDER="hashing",
+            GUARDIAN_GUARD_PII_CHECK="false",
+            GUARDIAN_NETWORK_META_INTERVAL_S="0.5",
+            GUARDIAN_NETWORK_META_MIN_RATED="10",
+        )
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            answered = await asyncio.gather(*(client.ask(question) for _ in range(12)))
+            for r in answered:
+                await client.feedback(r.request_id, rating=0.1, comment="not helpful")
+        proposals = await read_until(
+            p,
+            topics.PROPOSALS,
+            ImprovementProposed,
+            lambda ps: any(x.proposed_by == "meta-guardian" for x in ps),
+            timeout_s=60,
+        )
+    assert all(r.status == "passed" for r in answered)
+    (meta,) = [x for x in proposals if x.proposed_by == "meta-guardian"]
+    assert meta.kind == "threshold"
+    assert meta.key == "guardian.pass_threshold"
+    assert float(meta.proposed_value) > float(meta.current_value)
