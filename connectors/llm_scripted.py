@@ -68,6 +68,9 @@ class Script(BaseModel):
 
     entries: dict[str, tuple[ScriptStep, ...]] = Field(default_factory=dict)
     default: ScriptStep = ScriptStep()
+    when_system_contains: dict[str, ScriptStep] = Field(default_factory=dict)
+    """Steps chosen by the system prompt: a phrase found in it wins over the entries
+    (a model that behaves differently under another prompt version)."""
 
     @field_validator("entries", mode="before")
     @classmethod
@@ -187,6 +190,10 @@ class ScriptedLLM:
             self._calls[key] += 1
             call = self._calls[key]
             self._history.append((key, tuple(messages)))
+        system = " ".join(m.content for m in messages if m.role == "system")
+        for phrase, step in self._script.when_system_contains.items():
+            if phrase in system:
+                return key, call, step
         steps = self._script.entries.get(key)
         if not steps:
             return key, call, self._script.default

@@ -111,9 +111,10 @@ async def test_failing_answers_lead_to_a_reviewed_proposal(
     assert decision.approved, decision.reasons
 
 
-def borderline_answer(question: str) -> str:
-    """An on-the-edge answer: its cosine to the question (hashing embedder) lies between
-    a min_alignment of 0.25 and one of 0.30, so the threshold alone decides it."""
+def borderline_answer(question: str, low: float = 0.26, high: float = 0.29) -> str:
+    """An on-the-edge answer: its cosine to the question (hashing embedder) lies within
+    ``[low, high]`` (by default between min_alignment gates of 0.25 and 0.30), so the
+    threshold alone decides it."""
     embedder = HashingEmbedder()
     shared = ["water", "boiling", "point", "sea", "level"]
     filler = [
@@ -133,7 +134,7 @@ def borderline_answer(question: str) -> str:
         for m in range(6, len(filler) + 1):
             answer = " ".join(shared[:k] + filler[:m]) + "."
             a, b = embedder.embed([question, answer])
-            if 0.26 <= sum(x * y for x, y in zip(a, b, strict=True)) <= 0.29:
+            if low <= sum(x * y for x, y in zip(a, b, strict=True)) <= high:
                 return answer
     raise AssertionError("no borderline answer among the candidates")
 

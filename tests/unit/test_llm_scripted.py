@@ -176,3 +176,19 @@ def test_script_key_prefers_the_latest_marked_message() -> None:
     ]
     assert script_key(messages) == "new"
     assert script_key(user("no marker here")) is None
+
+
+async def test_a_phrase_in_the_system_prompt_picks_its_step() -> None:
+    llm = ScriptedLLM.from_dict(
+        {
+            "default": {"answer": "prose"},
+            "when_system_contains": {"valid JSON only": {"answer": '{"a": 1}'}},
+        }
+    )
+    plain = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="q")]
+    strict = [
+        ChatMessage(role="system", content="Be brief. Reply with valid JSON only."),
+        ChatMessage(role="user", content="q"),
+    ]
+    assert (await llm.complete(plain, temperature=0, max_tokens=10)).content == "prose"
+    assert (await llm.complete(strict, temperature=0, max_tokens=10)).content == '{"a": 1}'
