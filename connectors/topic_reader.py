@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -20,24 +22,30 @@ async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
         await producer.stop()
 
 
-async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:
-    """Every value of ``topic`` (all partitions, in order within each), then stop."""
-    parts = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
-    if not parts:
-        return []
+async def read_partitions(settings: KafkaSettings, parts: list[TopicPartition]) -> list[Any]:
+    """Every record of ``parts`` from the beginning up to the end offsets seen at the
+    start (in order within each partition), then stop."""
     consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
-        values: list[bytes] = []
+        found: list[Any] = []
         pending = {tp for tp, end in ends.items() if end > 0}
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=500)
             for tp, records in batch.items():
-                values += [r.value for r in records if r.offset < ends[tp]]
+                found += [r for r in records if r.offset < ends[tp]]
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return values
+        return found
     finally:
         await consumer.stop()
+
+
+async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:
+    """Every value of ``topic`` (all partitions, in order within each), then stop."""
+    parts = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+    if not parts:
+        return []
+    return [record.value for record in await read_partitions(settings, parts)]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from connectors.kafka import KafkaSettings, partition_for
 from connectors.schema_registry import codec_for
+from connectors.topic_reader import read_partitions
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
@@ -37,22 +38,8 @@ async def read_trail(settings: KafkaSettings, request_id: str, partitions: int) 
     key = request_id.encode()
     home = partition_for(key, partitions)
     parts = [TopicPartition(qualified(s, settings.topic_namespace), home) for s in REQUEST_SCOPED]
-    consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[Event] = []
-        pending = {tp for tp, end in ends.items() if end > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batch.items():
-                found += _decode_mine(codec, key, [r for r in records if r.offset < ends[tp]])
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return sorted(found, key=lambda e: (e.occurred_at, _STAGE_ORDER.get(e.record_name, 99)))
-    finally:
-        await consumer.stop()
+    found = _decode_mine(codec, key, await read_partitions(settings, parts))
+    return sorted(found, key=lambda e: (e.occurred_at, _STAGE_ORDER.get(e.record_name, 99)))
 
 
 def _decode_mine(codec: Codec, key: bytes, records: list) -> list[Event]:  # type: ignore[type-arg]
