@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -23,12 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from connectors import broker
 from connectors.client import GuardianClient
 from schemas import topics
+from streams.app import app_id
 from streams.bench.cpu import CpuMeter
 from streams.bench.loadgen import RunResult, Target, run_load
 from streams.bench.micro import run_micro
@@ -46,6 +49,7 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--model-latency-ms", type=float, default=200.0)
     bench.add_argument("--latency-rate", type=float, default=50.0, help="rate of that run")
     bench.add_argument("--partitions", type=int, default=6)
+    bench.add_argument("--workers", type=int, default=1, help="pipeline worker processes")
     bench.add_argument("--out", type=Path, default=Path(".run/bench"))
     bench.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
     bench.set_defaults(handler=_bench)
@@ -91,7 +95,15 @@ def _machine() -> dict[str, Any]:
 
 
 def _settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("rates", "seconds", "repetitions", "model_latency_ms", "latency_rate", "partitions")
+    keys = (
+        "rates",
+        "seconds",
+        "repetitions",
+        "model_latency_ms",
+        "latency_rate",
+        "partitions",
+        "workers",
+    )
     return {k: getattr(args, k) for k in keys}
 
 
@@ -117,6 +129,7 @@ async def _measure_baseline(
     try:
         await _wait_for_line(Path(args.out) / "baseline.log", "baseline ready", proc)
         target = Target(settings.kafka.bootstrap_servers, chain[0], chain[-1], args.partitions)
+        await _warm_up(target, rates)
         return await _sweep_and_repeat(target, args, rates, {"baseline": proc.pid})
     finally:
         _stop(proc)
@@ -141,22 +154,14 @@ async def _measure_pipeline(
         "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
         "GUARDIAN_KAFKA_PARTITIONS": str(args.partitions),
     }
-    log = Path(args.out) / f"worker-{int(model_latency_ms)}.log"
-    proc = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "worker",
-            "--loglevel",
-            "warning",
-            "--namespace",
-            settings.kafka.topic_namespace,
-        ],
-        log,
-        env,
-    )
+    cmd = [sys.executable, "-m", "streams.cli", "worker", "--namespace"]
+    cmd += [settings.kafka.topic_namespace]
+    procs = [
+        _spawn(cmd, Path(args.out) / f"worker-{int(model_latency_ms)}-{i}.log", env)
+        for i in range(args.workers)
+    ]
     try:
+        await _wait_for_group(settings, args.workers, procs)
         async with GuardianClient(settings.kafka) as client:
             await client.ask("warm up", timeout_s=180)
         ns = settings.kafka.topic_namespace
@@ -166,7 +171,8 @@ async def _measure_pipeline(
             topics.qualified(topics.RESPONSES, ns),
             args.partitions,
         )
-        pids = {"worker": proc.pid}
+        pids = {f"worker{i}" if i else "worker": p.pid for i, p in enumerate(procs)}
+        await _warm_up(target, rates)
         if not sweep:
             return {
                 "model_latency_ms": model_latency_ms,
@@ -174,7 +180,32 @@ async def _measure_pipeline(
             }
         return await _sweep_and_repeat(target, args, rates, pids)
     finally:
-        _stop(proc)
+        for proc in procs:
+            _stop(proc)
+
+
+async def _wait_for_group(
+    settings: AppSettings, members: int, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until every worker holds partitions: a worker joining later would rebalance mid-run."""
+    admin = AdminClient(settings.kafka.confluent())
+    group = app_id(settings)
+    deadline = time.monotonic() + 180
+    while True:
+        future = admin.describe_consumer_groups([group])[group]
+        with contextlib.suppress(KafkaException):  # the group does not exist yet
+            described = await asyncio.to_thread(future.result, 10)
+            if described.state == ConsumerGroupState.STABLE and len(described.members) == members:
+                return
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            raise RuntimeError(f"consumer group {group} never had {members} stable members")
+        await asyncio.sleep(0.5)  # polling the group inside a deadline loop
+
+
+async def _warm_up(target: Target, rates: list[float]) -> None:
+    """A short unmeasured load, so neither system's first step pays for connections and
+    metadata."""
+    await run_load(target, rate=min(rates), seconds=2.0, drain_s=20)
 
 
 async def _sweep_and_repeat(

@@ -63,4 +63,7 @@ def run_worker(settings: AppSettings, *, loglevel: str = "info") -> None:
         settings.kafka.bootstrap_servers,
     )
     worker = faust.Worker(rt.app, loglevel=loglevel, quiet=True)
+    # faust's terminal spinner would turn the root logger to DEBUG at quieter levels,
+    # making every debug call in the hot path build a record; a service needs none.
+    worker.spinner = None
     worker.execute_from_commandline()
