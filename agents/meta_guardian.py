@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agents.config import PipelineConfig
 from agents.config_values import encode
@@ -288,3 +288,81 @@ def _proposal(config: PipelineConfig, move: _Move, now: datetime) -> Improvement
         expected_effect=move.effect,
         proposed_by="meta-guardian",
     )
+
+
+IMPLICIT_SATISFACTION = {
+    "accepted": 1.0,
+    "copied": 1.0,
+    "edited": 0.5,
+    "regenerated": 0.0,
+    "abandoned": 0.0,
+}
+"""What an implicit signal says about the answer, on the rating scale."""
+
+
+def satisfaction(
+    feedback: Iterable[FeedbackGiven], start: datetime, end: datetime
+) -> dict[str, float]:
+    """Per request, how satisfied its user was, from feedback given in ``[start, end)``:
+    the latest explicit rating, else the latest known implicit signal."""
+    explicit: dict[str, tuple[datetime, float]] = {}
+    implicit: dict[str, tuple[datetime, float]] = {}
+    for f in feedback:
+        if not start <= f.occurred_at < end:
+            continue
+        if f.kind == "explicit" and f.rating is not None:
+            _latest(explicit, f.request_id, f.occurred_at, f.rating)
+        elif f.signal in IMPLICIT_SATISFACTION:
+            _latest(implicit, f.request_id, f.occurred_at, IMPLICIT_SATISFACTION[f.signal])
+    merged = {rid: value for rid, (_, value) in implicit.items()}
+    merged.update({rid: value for rid, (_, value) in explicit.items()})
+    return merged
+
+
+def _latest(into: dict[str, tuple[datetime, float]], rid: str, at: datetime, v: float) -> None:
+    held = into.get(rid)
+    if held is None or at >= held[0]:
+        into[rid] = (at, v)
+
+
+def accuracy_samples(
+    verdicts: Iterable[VerdictIssued],
+    feedback: Iterable[FeedbackGiven],
+    start: datetime,
+    end: datetime,
+) -> dict[str, list[float]]:
+    """Per specialist of the delivered answer: 1.0 for each satisfied user, 0.0 for
+    each unsatisfied one, over feedback given in ``[start, end)`` (rolling accuracy)."""
+    final = delivered(verdicts)
+    samples: dict[str, list[float]] = {}
+    for rid, value in satisfaction(feedback, start, end).items():
+        verdict = final.get(rid)
+        if verdict is not None:
+            samples.setdefault(verdict.specialist, []).append(float(value >= SATISFIED))
+    return samples
+
+
+def accuracy_drops(
+    verdicts: Sequence[VerdictIssued],
+    feedback: Sequence[FeedbackGiven],
+    now: datetime,
+    window: timedelta,
+    *,
+    max_drop: float = 0.05,
+    min_samples: int = 30,
+) -> list[Drift]:
+    """Specialists whose accuracy over the last window fell ``max_drop`` or more below
+    the window before it: each one a retraining recommendation."""
+    recent = accuracy_samples(verdicts, feedback, now - window, now)
+    baseline = accuracy_samples(verdicts, feedback, now - 2 * window, now - window)
+    found = [
+        drift(
+            f"accuracy.{name}",
+            baseline.get(name, []),
+            recent.get(name, []),
+            max_drop=max_drop,
+            min_samples=min_samples,
+        )
+        for name in sorted(set(recent) | set(baseline))
+    ]
+    return [d for d in found if d.degraded]

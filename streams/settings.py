@@ -126,7 +126,10 @@ class NetworkSettings(BaseSettings):
     meta_interval_s: float = Field(default=60.0, gt=0)
     meta_min_rated: int = Field(default=50, ge=1)
     drift_window_s: float = Field(default=3600.0, gt=0)
-    """Guardian scores of the last window are compared with the window before it."""
+    """Quality of the last window is compared with the window before it."""
+    drift_min_samples: int = Field(default=30, ge=1)
+    retrain_every_s: float = Field(default=0.0, ge=0)
+    """A scheduled retraining recommendation every this many seconds (0: none)."""
 
 
 class AppSettings(BaseSettings):

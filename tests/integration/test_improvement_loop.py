@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ from connectors.config_log import read_config_history
 from schemas import topics
 from schemas.envelope import Event
 from schemas.network_events import (
+    AlertRaised,
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
     ProposalReviewed,
+    SpecialistHealth,
 )
+from schemas.request_events import FeedbackGiven
 from tests.integration.harness import Pipeline, pipeline, read_until
 from tests.integration.test_network import borderline_answer
 from tests.integration.test_pipeline import QA, wait_ready
@@ -175,3 +178,61 @@ async def test_a_worse_variant_is_rolled_back_and_the_rollback_is_an_event(
     assert "rollback" in rollback.reason
     assert config_of(rollback).guardian.min_alignment == pytest.approx(0.3)
     assert config_of(rollback).experiment.id == ""
+
+
+async def test_a_five_percent_accuracy_drop_triggers_exactly_one_recommendation(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    window_s = 60.0
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_NETWORK_META_INTERVAL_S="0.5",
+            GUARDIAN_NETWORK_DRIFT_WINDOW_S=str(window_s),
+            GUARDIAN_NETWORK_DRIFT_MIN_SAMPLES="8",
+            GUARDIAN_MODEL_HEALTH_INTERVAL_S="0.5",
+        )
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            answered = await asyncio.gather(*(client.ask(QUESTION) for _ in range(20)))
+            now = datetime.now(UTC)
+            # Ratings given in the previous window were good, in this one poor.
+            for i, r in enumerate(answered):
+                earlier = i < 10
+                at = now - timedelta(seconds=window_s * (1.5 if earlier else 0.2))
+                await client.send_to(
+                    topics.FEEDBACK,
+                    FeedbackGiven(
+                        event_id=uuid.uuid4().hex,
+                        request_id=r.request_id,
+                        occurred_at=at,
+                        kind="explicit",
+                        rating=0.9 if earlier else 0.1,
+                    ),
+                )
+        first = await read_until(
+            p,
+            topics.ALERTS,
+            AlertRaised,
+            lambda found: any(a.rule == "retraining_recommended" for a in found),
+            timeout_s=60,
+        )
+        # Ten more health events mean ten more evaluation ticks (both every 0.5 s).
+        seen = len(
+            await read_until(p, topics.SPECIALIST_HEALTH, SpecialistHealth, bool, timeout_s=5)
+        )
+        await read_until(
+            p,
+            topics.SPECIALIST_HEALTH,
+            SpecialistHealth,
+            lambda hs: len(hs) >= seen + 10,
+            timeout_s=60,
+        )
+        alerts = await read_until(p, topics.ALERTS, AlertRaised, bool, timeout_s=5)
+    assert any(a.rule == "retraining_recommended" for a in first)
+    recommendations = [a for a in alerts if a.rule == "retraining_recommended"]
+    assert len(recommendations) == 1, recommendations
+    (rec,) = recommendations
+    assert rec.subject == "accuracy.general"
+    assert rec.value == pytest.approx(0.0)
+    assert "retraining" in rec.message

@@ -11,11 +11,13 @@ from agents.config import GuardianPolicy, PipelineConfig
 from agents.meta_guardian import (
     OVERALL,
     MetaRules,
+    accuracy_drops,
     calibrate,
     delivered,
     drift,
     propose_threshold,
     ratings,
+    satisfaction,
     scores_between,
 )
 from agents.safety import SafetyRules, review
@@ -266,3 +268,53 @@ def test_the_proposal_id_is_stable() -> None:
     again = propose_threshold(list(reversed(verdicts)), feedback, CONFIG, T0 + timedelta(hours=1))
     assert [p.proposal_id for p in first] == [p.proposal_id for p in again]
     assert first[0].request_id == first[0].proposal_id
+
+
+def _fb(
+    rid: str, at: datetime, *, rating: float | None = None, signal: str | None = None
+) -> FeedbackGiven:
+    return FeedbackGiven(
+        event_id=f"{rid}-{at.timestamp()}-{rating}-{signal}",
+        request_id=rid,
+        occurred_at=at,
+        kind="explicit" if rating is not None else "implicit",
+        rating=rating,
+        signal=signal,
+    )
+
+
+def test_satisfaction_prefers_the_latest_explicit_rating_over_signals() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    got = satisfaction(
+        [
+            _fb("a", t0, signal="copied"),
+            _fb("a", t0 + timedelta(seconds=1), rating=0.2),
+            _fb("b", t0, signal="regenerated"),
+            _fb("c", t0, rating=0.1),
+            _fb("c", t0 + timedelta(seconds=2), rating=0.9),
+            _fb("d", t0 - timedelta(days=1), rating=1.0),
+        ],
+        t0,
+        t0 + timedelta(hours=1),
+    )
+    assert got == {"a": 0.2, "b": 0.0, "c": 0.9}
+
+
+def test_a_five_percent_accuracy_drop_is_one_recommendation_per_specialist() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    window = timedelta(minutes=10)
+    verdicts = [
+        verdict(f"r{i}", True, 0.9, specialist="general" if i % 2 else "qa") for i in range(80)
+    ]
+    feedback = [
+        _fb(f"r{i}", now - window - timedelta(minutes=5), rating=0.9) for i in range(40)
+    ] + [
+        # recent: "general" users unhappy (odd ids), "qa" users still happy
+        _fb(f"r{i}", now - timedelta(minutes=5), rating=0.1 if i % 2 else 0.9)
+        for i in range(40, 80)
+    ]
+    drops = accuracy_drops(verdicts, feedback, now, window, min_samples=10)
+    assert [d.metric for d in drops] == ["accuracy.general"]
+    assert drops[0].baseline_mean == pytest.approx(1.0)
+    assert drops[0].recent_mean == pytest.approx(0.0)
+    assert accuracy_drops(verdicts, feedback, now, window, min_samples=25) == []
