@@ -13,10 +13,10 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 .PHONY: deps venv broker-jars test lint demo bench clean
 
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  echo "installing JDK and Maven from Debian packages"; \
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null || { \
+	  echo "installing JDK, Maven and Redis from Debian packages"; \
 	  SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven redis-server; }
 
 venv: $(STAMP)
 

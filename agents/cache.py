@@ -90,4 +90,5 @@ def from_cache(
         cache_hit=True,
         tenant=request.tenant,
         session_id=request.session_id,
+        cached_from=cached.event_id,
     )

@@ -56,6 +56,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
+@runtime_checkable
+class AnswerCache(Protocol):
+    """Where guardian-approved answers are kept, by cache key (values are opaque bytes)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+
 class PiiFinding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -11,6 +11,7 @@ import faust
 from agents.breaker import BreakerPolicy
 from agents.ports import LLM, Embedder
 from agents.retry import RetryPolicy
+from connectors.cache_store import build_cache
 from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
 from connectors.llm_embedded import EmbeddedLLM
 from connectors.llm_openai import OpenAICompatibleLLM, OpenAISettings
@@ -47,7 +48,8 @@ def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> P
         else MiniLMEmbedder(settings.embedding)
     )
     pii = PresidioPiiDetector(settings.pii) if settings.guard.pii_check else None
-    return Ports(llm=build_chain(settings, on_attempt), embedder=embedder, pii=pii)
+    cache = build_cache(settings.cache, settings.kafka.topic_namespace)
+    return Ports(llm=build_chain(settings, on_attempt), embedder=embedder, pii=pii, cache=cache)
 
 
 def build_chain(settings: AppSettings, on_attempt: OnAttempt | None = None) -> ResilientLLM:

@@ -10,6 +10,7 @@ from agents.intake import RejectCode, payload_digest, validate
 from connectors.kafka import partition_for
 from schemas import topics
 from schemas.request_events import RequestSubmitted
+from streams import answer_cache
 from streams.refine_table import load_state, save_state
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
@@ -53,6 +54,13 @@ async def handle(rt: Runtime, record: Record) -> None:
     variant = variant_for(rt.config, request.request_id)
     if variant is not None:
         request = request.model_copy(update={"variant": variant})
+    hit = await answer_cache.lookup(rt, request)
+    if hit is not None:
+        save_state(rt, refine.closed(request, digest, hit))
+        await rt.emit(hit)
+        rt.metrics.cache_hits.inc()
+        rt.count_response(hit)
+        return
     config = config_for(rt.config, variant)
     step = refine.start(request, digest, now, config, deployment=rt.ports.deployment)
     save_state(rt, step.state)

@@ -11,6 +11,7 @@ from agents.ids import stable_id
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
+from streams import answer_cache
 from streams.refine_table import load_state, overdue, reindex, save_state
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
@@ -75,6 +76,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         save_state(rt, step.state)
         if step.response is not None:
             rt.count_response(step.response)
+            await answer_cache.store(rt, step.state, step.response)
     if step.task is not None:
         await rt.emit(step.task)
     if step.response is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from agents.config import PipelineConfig
-from agents.ports import Embedder, PiiDetector
+from agents.ports import AnswerCache, Embedder, PiiDetector
 from connectors.resilient import ResilientLLM
 from schemas import topics
 from schemas.codec import Codec
@@ -32,6 +32,7 @@ class Ports:
     """The deployments of the specialist, in fallback order, with retries and breakers."""
     embedder: Embedder
     pii: PiiDetector | None
+    cache: AnswerCache | None = None
 
     @property
     def deployment(self) -> str:

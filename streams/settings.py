@@ -21,6 +21,7 @@ from agents.config import (
 )
 from connectors.alert_sinks import AlertSettings
 from connectors.broker import BrokerSettings
+from connectors.cache_store import CacheSettings
 from connectors.embeddings import EmbeddingSettings
 from connectors.kafka import KafkaSettings
 from connectors.llm_embedded import EmbeddedModelSettings
@@ -146,6 +147,7 @@ class AppSettings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod

@@ -62,6 +62,8 @@ class Pipeline:
             "GUARDIAN_WORKER_SESSION_TIMEOUT_S": "6",
             "GUARDIAN_WORKER_HEARTBEAT_S": "1",
             "GUARDIAN_WORKER_METRICS_PORT": "0",
+            # Tests that ask one question many times mean to reach the model each time.
+            "GUARDIAN_CACHE_BACKEND": "off",
         }
         return env | self.env | extra
 
