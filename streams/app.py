@@ -84,6 +84,7 @@ def app_id(settings: AppSettings) -> str:
 
 def create_app(settings: AppSettings) -> faust.App:
     w = settings.worker
+    w.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     return faust.App(
         app_id(settings),
         broker=settings.kafka.faust_broker(),
