@@ -150,6 +150,8 @@ async def _measure_pipeline(
         "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
         "GUARDIAN_GUARD_EMBEDDER": "hashing",
         "GUARDIAN_GUARD_PII_CHECK": "false",
+        # Every request must reach the model: the cache would answer repeats at once.
+        "GUARDIAN_CACHE_BACKEND": "off",
         "GUARDIAN_WORKER_METRICS_PORT": "0",
         "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
         "GUARDIAN_KAFKA_PARTITIONS": str(args.partitions),

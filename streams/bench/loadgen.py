@@ -75,10 +75,12 @@ async def run_load(
     rate: float,
     seconds: float,
     drain_s: float = 30.0,
-    prompt: Callable[[int], str] = lambda i: f"What is the capital of country number {i}?",
+    prompt: Callable[[int], str] | None = None,
 ) -> RunResult:
     """Send ``rate`` requests per second for ``seconds`` and wait for their answers."""
     codec = Codec()
+    run = uuid.uuid4().hex[:8]  # prompts never repeat across runs
+    prompt = prompt or (lambda i: f"What is the capital of country number {i} ({run})?")
     intended: dict[str, float] = {}
     latencies = Latencies()
     done = asyncio.Event()
