@@ -100,6 +100,19 @@ class Pipeline:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
 
+    def start_fixed_answer_worker(self, answer: str, **extra: str) -> subprocess.Popen[bytes]:
+        """A worker whose model always gives ``answer``, scored by the cheap hashing
+        embedder without PII checks: the score depends on the words alone."""
+        path = self.tmp / f"fixed-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps({"default": {"answer": answer}}))
+        return self.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(path),
+            GUARDIAN_GUARD_EMBEDDER="hashing",
+            GUARDIAN_GUARD_PII_CHECK="false",
+            **extra,
+        )
+
     def write_script(self, entries: dict[str, list[dict[str, Any]]]) -> Path:
         path = self.tmp / f"script-{uuid.uuid4().hex[:6]}.json"
         path.write_text(json.dumps({"entries": entries}))

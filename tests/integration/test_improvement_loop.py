@@ -154,13 +154,8 @@ async def test_a_worse_variant_is_rolled_back_and_the_rollback_is_an_event(
     # Answers whose alignment sits just above 0.30: a stricter gate of 0.35 fails them.
     answer = borderline_answer(QUESTION, low=0.31, high=0.34)
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        path = tmp_path / "borderline.json"
-        path.write_text(json.dumps({"default": {"answer": answer}}))
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(path),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
+        p.start_fixed_answer_worker(
+            answer,
             GUARDIAN_REFINE_MAX_ROUNDS="1",
             GUARDIAN_NETWORK_EXPERIMENT_MIN_SAMPLES="10",
         )

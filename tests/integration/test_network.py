@@ -146,13 +146,8 @@ async def test_an_approved_proposal_runs_as_an_experiment_and_is_promoted(
     question = QA[0][0]
     answer = borderline_answer(question)
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        script = tmp_path / "borderline.json"
-        script.write_text(json.dumps({"default": {"answer": answer}}))
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
+        p.start_fixed_answer_worker(
+            answer,
             GUARDIAN_REFINE_MAX_ROUNDS="1",
             GUARDIAN_NETWORK_EXPERIMENT_MIN_SAMPLES="10",
         )
@@ -235,13 +230,8 @@ async def test_unhappy_users_make_the_meta_guardian_propose_a_stricter_threshold
     question = QA[0][0]
     answer = barely_passing_answer(question)
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        script = tmp_path / "barely.json"
-        script.write_text(json.dumps({"default": {"answer": answer}}))
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
+        p.start_fixed_answer_worker(
+            answer,
             GUARDIAN_NETWORK_META_INTERVAL_S="0.5",
             GUARDIAN_NETWORK_META_MIN_RATED="10",
         )
