@@ -85,6 +85,27 @@ def pick_for(
     return pick(deployments, healthy=healthy, rand=draw(request_id, subtask))
 
 
+def route(
+    weights: Mapping[str, float],
+    chain: Sequence[str],
+    *,
+    healthy: Mapping[str, bool],
+    request_id: str,
+    subtask: str,
+    specialist: str = "general",
+) -> Choice | None:
+    """The deployment of the chain that serves this task by ``weights`` (None when no
+    deployment of the chain has a positive weight: the chain's order decides)."""
+    candidates = [
+        Deployment(name, specialist, weights[name], "")
+        for name in chain
+        if weights.get(name, 0.0) > 0
+    ]
+    if not candidates:
+        return None
+    return pick_for(request_id, subtask, candidates, healthy=healthy)
+
+
 def draw(request_id: str, subtask: str) -> float:
     """A uniform number in [0, 1) from a hash of the request and subtask."""
     digest = hashlib.blake2b(f"{request_id}\x1f{subtask}".encode(), digest_size=8).digest()

@@ -56,6 +56,12 @@ class SpecialistProfile(_Frozen):
     max_tokens: int = Field(default=256, ge=1)
 
 
+class RoutingPolicy(_Frozen):
+    """Traffic shares of the model deployments (empty: the first of the chain serves)."""
+
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
 class ExperimentPolicy(_Frozen):
     """The A/B experiment running on live traffic, if any (``id`` empty: none)."""
 
@@ -77,3 +83,4 @@ class PipelineConfig(_Frozen):
     refine: RefinePolicy = RefinePolicy()
     specialist: SpecialistProfile = SpecialistProfile()
     experiment: ExperimentPolicy = ExperimentPolicy()
+    routing: RoutingPolicy = RoutingPolicy()

@@ -82,8 +82,10 @@ def start(
     config: PipelineConfig,
     *,
     deployment: str,
+    degraded_route: bool = False,
 ) -> Step:
-    """Accept a validated request: record it and assign round 1."""
+    """Accept a validated request: record it and assign round 1 to ``deployment``
+    (``degraded_route``: it was chosen although none was healthy)."""
     timeout = timedelta(seconds=config.refine.default_timeout_s)
     state = RequestState(
         request_id=request.request_id,
@@ -98,6 +100,8 @@ def start(
         config_version=config.version,
     )
     task = _task(state, request, 1, now, config, deployment=deployment)
+    if degraded_route:
+        task = task.model_copy(update={"degraded_route": True})
     return Step(state=state.model_copy(update={"round": 1, "current_task": task}), task=task)
 
 

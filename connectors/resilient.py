@@ -160,8 +160,11 @@ class ResilientLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        prefer: str | None = None,
     ) -> ChainOutcome:
-        """Like ``complete``, but a failure is returned (with its attempt log), not raised."""
+        """Like ``complete``, but a failure is returned (with its attempt log), not raised.
+        ``prefer`` names the deployment to try first (the router's pick); the rest of the
+        chain stays in order behind it."""
 
         def call(llm: LLM) -> Awaitable[Completion]:
             return llm.complete(
@@ -171,7 +174,7 @@ class ResilientLLM:
         started = self._clock()
         log: list[Attempt] = []
         last: ModelError | None = None
-        for name, llm in self._chain:
+        for name, llm in self._ordered(prefer):
             result = await self._on_deployment(name, llm, call, started, log)
             if isinstance(result, Completion):
                 return ChainOutcome(result, name, tuple(log))
@@ -180,6 +183,10 @@ class ResilientLLM:
                 break
         error = last or CircuitOpen(f"every circuit is open: {', '.join(self.deployments)}")
         return ChainOutcome(error, log[-1].deployment if log else "", tuple(log))
+
+    def _ordered(self, prefer: str | None) -> tuple[tuple[str, LLM], ...]:
+        first = tuple(pair for pair in self._chain if pair[0] == prefer)
+        return first + tuple(pair for pair in self._chain if pair[0] != prefer)
 
     def health(self) -> list[DeploymentHealth]:
         """Every deployment's health now, in chain order."""

@@ -12,6 +12,7 @@ from schemas import topics
 from schemas.request_events import RequestSubmitted
 from streams import answer_cache
 from streams.refine_table import load_state, save_state
+from streams.routing import choose
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
 
@@ -62,7 +63,10 @@ async def handle(rt: Runtime, record: Record) -> None:
         rt.count_response(hit)
         return
     config = config_for(rt.config, variant)
-    step = refine.start(request, digest, now, config, deployment=rt.ports.deployment)
+    deployment, degraded = choose(rt, request.request_id)
+    step = refine.start(
+        request, digest, now, config, deployment=deployment, degraded_route=degraded
+    )
     save_state(rt, step.state)
     assert step.task is not None
     await rt.emit(step.task)

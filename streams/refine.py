@@ -4,6 +4,7 @@ critique or finalizes with the best attempt. A timer raises overdue deadlines.""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from agents import refine
 from agents.experiment_plan import config_for
@@ -12,7 +13,7 @@ from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
 from streams import answer_cache
-from streams.refine_table import load_state, overdue, reindex, save_state
+from streams.refine_table import load_state, overdue, reindex, save_state, stalled
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
 
@@ -43,6 +44,7 @@ def register(rt: Runtime) -> None:
         ticks += 1
         rt.metrics.open_requests.set(len(rt.open_deadlines))
         await raise_deadlines(rt)
+        await reassign_stalled(rt)
 
 
 async def raise_deadlines(rt: Runtime) -> None:
@@ -58,6 +60,26 @@ async def raise_deadlines(rt: Runtime) -> None:
                 deadline_at=deadline,
             )
         )
+
+
+async def reassign_stalled(rt: Runtime) -> None:
+    """Send again a task that has waited too long for its verdict (the same event, so
+    every stage treats a copy that does arrive as a duplicate): a task lost between a
+    crash and a redelivery must not leave its request waiting for the deadline."""
+    now = rt.clock()
+    after = timedelta(seconds=rt.settings.worker.stall_s)
+    for request_id in stalled(rt, now, after):
+        state = load_state(rt, request_id)
+        if state is None or state.done or state.current_task is None:
+            rt.open_tasks.pop(request_id, None)
+            continue
+        _log.warning(
+            "task %s waited %s for a verdict; assigning it again",
+            state.current_task.task_id,
+            now - rt.open_tasks[request_id],
+        )
+        rt.open_tasks[request_id] = now  # wait as long again before another copy
+        await rt.emit(state.current_task)
 
 
 async def handle(rt: Runtime, record: Record) -> None:

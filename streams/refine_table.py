@@ -1,9 +1,10 @@
 """The refinement table: request_id (bytes) -> RequestState, changelog-backed, plus the
-in-memory index of open deadlines the deadline timer scans."""
+in-memory indexes the refine timer scans: open deadlines, and when each open
+request's current task was assigned."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agents.refine import RequestState
 from streams.runtime import Runtime
@@ -20,18 +21,29 @@ def save_state(rt: Runtime, state: RequestState) -> None:
     rt.table[state.request_id.encode()] = state.model_dump_json().encode()
     if state.done:
         rt.open_deadlines.pop(state.request_id, None)
+        rt.open_tasks.pop(state.request_id, None)
     else:
         rt.open_deadlines[state.request_id] = state.deadline_at
+        if state.current_task is not None:
+            rt.open_tasks[state.request_id] = state.current_task.occurred_at
 
 
 def overdue(rt: Runtime, now: datetime) -> list[str]:
     return [rid for rid, deadline in rt.open_deadlines.items() if deadline <= now]
 
 
+def stalled(rt: Runtime, now: datetime, after: timedelta) -> list[str]:
+    """Open requests whose current task has waited longer than ``after`` for a verdict."""
+    return [rid for rid, assigned in rt.open_tasks.items() if now - assigned > after]
+
+
 def reindex(rt: Runtime) -> None:
-    """Rebuild the deadline index from the local table (after recovery or a rebalance)."""
+    """Rebuild the indexes from the local table (after recovery or a rebalance)."""
     rt.open_deadlines.clear()
+    rt.open_tasks.clear()
     for raw in list(rt.table.values()):
         state = RequestState.model_validate_json(raw)
         if not state.done:
             rt.open_deadlines[state.request_id] = state.deadline_at
+            if state.current_task is not None:
+                rt.open_tasks[state.request_id] = state.current_task.occurred_at

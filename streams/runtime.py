@@ -51,6 +51,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utc_now
     open_deadlines: dict[str, datetime] = field(default_factory=dict)
+    open_tasks: dict[str, datetime] = field(default_factory=dict)
     _topics: dict[str, Any] = field(default_factory=dict)
 
     def topic(self, spec: TopicSpec) -> Any:

@@ -17,6 +17,7 @@ from agents.config import (
     IntakePolicy,
     PipelineConfig,
     RefinePolicy,
+    RoutingPolicy,
     SpecialistProfile,
 )
 from connectors.alert_sinks import AlertSettings
@@ -44,6 +45,8 @@ class WorkerSettings(BaseSettings):
     session_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     deadline_scan_s: float = Field(default=1.0, gt=0)
+    stall_s: float = Field(default=180.0, gt=0)
+    """A task with no verdict after this long is assigned again (same event)."""
     model_timeout_s: float = Field(default=120.0, gt=0)
     """Cap on one task's model work, retries and fallbacks included."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
@@ -113,6 +116,16 @@ class RefineSettings(BaseSettings):
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
 
 
+class RoutingSettings(BaseSettings):
+    """Traffic shares of the deployments (``GUARDIAN_ROUTING_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_ROUTING_", frozen=True)
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    """JSON, e.g. ``GUARDIAN_ROUTING_WEIGHTS='{"a": 0.7, "b": 0.3}'``; empty: the chain's
+    first deployment serves and the rest are fallbacks."""
+
+
 class NetworkSettings(BaseSettings):
     """The guardian network's stages (``GUARDIAN_NETWORK_*``)."""
 
@@ -148,6 +161,7 @@ class AppSettings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @classmethod
@@ -176,4 +190,5 @@ class AppSettings(BaseSettings):
             specialist=SpecialistProfile(
                 max_tokens=self.refine.max_tokens, temperature=self.refine.temperature
             ),
+            routing=RoutingPolicy(weights=self.routing.weights),
         )

@@ -64,6 +64,7 @@ async def call_model(rt: Runtime, task: TaskAssigned) -> ChainOutcome:
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
                 json_mode=task.output_constraint == "json",
+                prefer=task.deployment,
             ),
             timeout=timeout,
         )

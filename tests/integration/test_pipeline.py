@@ -181,6 +181,8 @@ async def test_kill_minus_nine_mid_run_loses_nothing_and_never_answers_twice_dif
             "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
             # A slow machine must not turn the crash test into a deadline test.
             "GUARDIAN_REFINE_DEFAULT_TIMEOUT_S": "900",
+            # A task lost between the crash and the redelivery is assigned again.
+            "GUARDIAN_WORKER_STALL_S": "15",
         }
         first = p.start_worker(**env)
         await wait_ready(p)
@@ -275,3 +277,34 @@ async def test_topic_provisioning_is_idempotent_and_applies_the_specs(
         resource = ConfigResource("topic", p.topic(topics.CONFIG))
         configs = kafka_admin.describe_configs([resource])[resource].result(timeout=30)
         assert configs["cleanup.policy"].value == "compact"
+
+
+async def test_a_task_without_a_verdict_is_assigned_again(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    question, good = QA[2]
+    # The first call of the task never comes back in time; the copy is answered at once.
+    steps: list[dict[str, Any]] = [{"answer": good, "latency_ms": 30_000}, {"answer": good}]
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script({"stuck": steps})
+        p.start_worker(
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_WORKER_STALL_S="2",
+            GUARDIAN_WORKER_DEADLINE_SCAN_S="0.2",
+        )
+        await wait_ready(p)
+        async with GuardianClient(p.kafka) as client:
+            response = await client.ask(f"[[script:stuck]] {question}", timeout_s=25)
+        tasks = await read_until(
+            p,
+            topics.TASKS,
+            TaskAssigned,
+            lambda ts: sum(t.request_id == response.request_id for t in ts) >= 2,
+            timeout_s=10,
+        )
+    copies = [t for t in tasks if t.request_id == response.request_id]
+    assert response.status == "passed"
+    assert response.latency_ms < 30_000, "answered by the copy, not the stuck call"
+    assert len(copies) == 2
+    assert copies[0].event_id == copies[1].event_id, "the copy is the same event"

@@ -14,6 +14,7 @@ from agents.balancer import (
     for_specialist,
     pick,
     pick_for,
+    route,
 )
 
 BIG = Deployment("big", "general", 70, "qwen-7b")
@@ -112,3 +113,20 @@ def test_for_specialist_falls_back_to_general() -> None:
     assert for_specialist(fleet, "retrieval") == FLEET
     assert for_specialist(fleet, "retrieval", fallback="reasoning") == (reasoner,)
     assert for_specialist((reasoner,), "qa") == ()
+
+
+def test_route_uses_only_weighted_deployments_of_the_chain() -> None:
+    chain = ["a", "b", "c"]
+    assert route({}, chain, healthy={}, request_id="r", subtask="main") is None
+    assert route({"z": 1.0}, chain, healthy={}, request_id="r", subtask="main") is None
+    picks = {
+        route(
+            {"a": 1.0, "b": 1.0, "z": 5.0},
+            chain,
+            healthy={"b": False},
+            request_id=f"r{i}",
+            subtask="main",
+        ).deployment.name  # type: ignore[union-attr]
+        for i in range(200)
+    }
+    assert picks == {"a"}
