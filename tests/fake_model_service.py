@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 MODEL = "fake-model"
 
 
@@ -93,7 +95,7 @@ class FakeModelService:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._server = LoopbackServer(app)
         self.base_url = ""
 
     def script(self, *replies: Reply) -> None:
@@ -102,11 +104,7 @@ class FakeModelService:
         self._served = 0
 
     async def __aenter__(self) -> FakeModelService:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}/v1"
+        self.base_url = f"{await self._server.start()}/v1"
         return self
 
     async def __aexit__(
@@ -116,7 +114,7 @@ class FakeModelService:
         tb: TracebackType | None,
     ) -> None:
         self._release.set()
-        await self._runner.cleanup()
+        await self._server.stop()
 
     def _next(self) -> Reply:
         reply = self._replies[min(self._served, len(self._replies) - 1)]

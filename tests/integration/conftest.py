@@ -13,7 +13,6 @@ import importlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from confluent_kafka.cimpl import NewTopic
 from connectors import broker
 from connectors.broker import BrokerSettings
 from connectors.errors import BrokerError
+from tests.loopback import free_port
 
 _log = logging.getLogger(__name__)
 
@@ -149,12 +149,6 @@ def _is_running_local_broker(address: str) -> bool:
     return address == broker.bootstrap(default) and broker.status(default).running
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[BrokerSettings]:
     """Settings of a broker of the test's own (run dir, ports), stopped afterwards.
@@ -167,10 +161,10 @@ def private_broker(tmp_path: Path) -> Iterator[BrokerSettings]:
         pytest.skip(f"{BOOTSTRAP_ENV} names another broker; this test runs its own process")
     if shutil.which("java") is None or shutil.which("mvn") is None:
         _unavailable(["java or mvn is not installed (run `make deps`)"])
-    port = _free_port()
-    controller_port = _free_port()
+    port = free_port()
+    controller_port = free_port()
     while controller_port == port:
-        controller_port = _free_port()
+        controller_port = free_port()
     settings = BrokerSettings(
         run_dir=tmp_path / "broker", port=port, controller_port=controller_port
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from schemas import topics
 from schemas.network_events import AlertRaised
 from tests.integration.harness import pipeline, read_until
 from tests.integration.test_pipeline import QA, wait_ready
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 Hook = tuple[str, list[dict[str, Any]], asyncio.Event]
@@ -39,15 +39,8 @@ async def webhook() -> AsyncIterator[Hook]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    yield f"http://127.0.0.1:{port}/hook", received, resolution
-    await runner.cleanup()
+    async with LoopbackServer(app) as server:
+        yield f"{server.origin}/hook", received, resolution
 
 
 async def test_an_error_rate_incident_fires_once_and_resolves_once(

@@ -5,7 +5,6 @@ while a new config version misses."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -26,6 +25,7 @@ from schemas.request_events import SpecialistAnswered
 from streams.settings import AppSettings
 from tests.integration.harness import pipeline, read_until
 from tests.integration.test_pipeline import QA, wait_ready
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (make deps installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [

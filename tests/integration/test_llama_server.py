@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from agents.ports import ChatMessage
 from connectors.llm_embedded import EmbeddedModelLoadError, default_model_path
 from connectors.llm_openai import OpenAICompatibleLLM, OpenAISettings
+from tests.loopback import free_port
 
 ALIAS = "smollm2"
 START_DEADLINE_S = 120.0
@@ -46,12 +46,6 @@ def _model_path() -> Path:
         return default_model_path()
     except EmbeddedModelLoadError as exc:
         _unavailable(str(exc))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_until_serving(server: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
@@ -86,7 +80,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL (``.../v1``) of a llama.cpp server running the embedded GGUF."""
     model = _model_path()
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
         *(sys.executable, "-m", "llama_cpp.server", "--model", str(model)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +15,9 @@ from connectors.client import GuardianClient
 from schemas import topics
 from tests.integration.harness import pipeline
 from tests.integration.test_pipeline import OFF_TOPIC, QA, wait_ready
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from connectors.alert_sinks import (
     build_sinks,
 )
 from schemas.network_events import AlertRaised
+from tests.loopback import LoopbackServer, free_port
 
 LOGGER = "connectors.alert_sinks"
 STARTED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -58,14 +58,11 @@ class Receiver:
         self.received: list[Received] = []
         app = web.Application()
         app.router.add_post("/alerts", self._alert)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._server = LoopbackServer(app)
         self.url = ""
 
     async def __aenter__(self) -> Receiver:
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/alerts"
+        self.url = f"{await self._server.start()}/alerts"
         return self
 
     async def __aexit__(
@@ -74,7 +71,7 @@ class Receiver:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._runner.cleanup()
+        await self._server.stop()
 
     async def _alert(self, request: web.Request) -> web.Response:
         self.received.append(Received(await request.json(), dict(request.headers)))
@@ -115,10 +112,7 @@ def webhook(url: str, sleeps: Sleeps, **options: Any) -> WebhookSink:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/alerts"
+    return f"http://127.0.0.1:{free_port()}/alerts"
 
 
 def sink_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import re
-import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from schemas.codec import Codec
 from schemas.envelope import Event
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import FeedbackGiven, TaskAssigned
+from tests.loopback import free_port
 from tests.samples import sample
 
 NAMESPACE = "t1"
@@ -396,9 +396,7 @@ def test_a_registry_that_does_not_answer_is_retriable(registry: FakeRegistry) ->
 
 
 def test_a_registry_that_refuses_connections_is_retriable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed on exit: nothing listens there
+    port = free_port()  # nothing listens there
     with pytest.raises(SchemaRegistryError) as caught:
         RegistrySchemaIds(f"http://127.0.0.1:{port}", creds()).version_for(1)
     assert caught.value.retriable is True
