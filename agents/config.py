@@ -60,6 +60,9 @@ class RoutingPolicy(_Frozen):
     """Traffic shares of the model deployments (empty: the first of the chain serves)."""
 
     weights: dict[str, float] = Field(default_factory=dict)
+    decompose: bool = True
+    """Split moderate and complex requests into subtasks for several specialists
+    (off: every request is one ``main`` subtask for the general specialist)."""
 
 
 class ExperimentPolicy(_Frozen):

@@ -1,5 +1,11 @@
 """The refinement loop as a state machine over one request: start, verdict, deadline.
 
+A request runs as the subtasks of its plan (one ``main`` subtask unless the router
+decomposed it). Each subtask has its own loop: its verdicts re-ask it with the
+critique until it passes or runs out of rounds, and it settles on its best attempt.
+A subtask starts once everything it depends on has settled (``synthesis`` gets their
+results in its instruction), and the last subtask's best attempt is the response.
+
 Pure: the stage passes the state, the event and the time in, and emits what
 comes back. Every emitted event has a deterministic id, so a re-emission after
 a crash is the same event, and a finished request only ever re-emits its one
@@ -8,13 +14,17 @@ final response.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
+from agents.router import Complexity, Plan, Subtask, synthesis_instruction
+from agents.specialists import profile_for
 from schemas.envelope import Millis
 from schemas.request_events import (
     RequestSubmitted,
@@ -41,6 +51,44 @@ class Attempt(BaseModel):
     critique: str = ""
 
 
+SubtaskStatus = Literal["passed", "failed", "error"]
+
+
+class SubtaskRun(BaseModel):
+    """One subtask of the plan and its own refinement loop."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subtask: str
+    specialist: str
+    instruction: str
+    """The plan's instruction; a subtask with dependencies gets their results added when
+    it starts."""
+    depends_on: tuple[str, ...] = ()
+    deployment: str
+    degraded_route: bool = False
+    round: int = 0
+    """0 until it starts (its dependencies are done)."""
+    current_task: TaskAssigned | None = None
+    attempts: tuple[Attempt, ...] = ()
+    status: SubtaskStatus | None = None
+    """Set when it is done: its best attempt passed, failed, or there is none."""
+    started_by: str = ""
+    """The verdict whose subtask settled last among its dependencies (none: intake)."""
+
+    @property
+    def started(self) -> bool:
+        return self.round > 0
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+    @property
+    def best(self) -> Attempt | None:
+        return best_attempt(self.attempts)
+
+
 class RequestState(BaseModel):
     """What the loop remembers about one request (the refinement table's value)."""
 
@@ -56,23 +104,77 @@ class RequestState(BaseModel):
     session_id: str | None
     variant: str | None = None
     config_version: int
-    round: int = 0
-    current_task: TaskAssigned | None = None
-    attempts: tuple[Attempt, ...] = ()
+    prompt: str = ""
+    answer_format: str = "text"
+    priority: int = 5
+    task_class: str = ""
+    complexity_level: str = ""
+    complexity_score: float = 0.0
+    context: tuple[str, ...] = ()
+    runs: tuple[SubtaskRun, ...] = ()
+    """The plan's subtasks in plan order; the last one's answer is the response."""
     final: ResponseDelivered | None = None
 
     @property
     def done(self) -> bool:
         return self.final is not None
 
+    @property
+    def single(self) -> bool:
+        """Not decomposed: one subtask answers."""
+        return len(self.runs) <= 1
+
+    @property
+    def final_run(self) -> SubtaskRun | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def round(self) -> int:
+        """The round of the subtask that answers (``main``, or ``synthesis``)."""
+        return self.final_run.round if self.final_run else 0
+
+    @property
+    def current_task(self) -> TaskAssigned | None:
+        return self.final_run.current_task if self.final_run else None
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        return self.final_run.attempts if self.final_run else ()
+
+    @property
+    def open_tasks(self) -> tuple[TaskAssigned, ...]:
+        """The tasks assigned and still waiting for their verdict."""
+        return tuple(
+            r.current_task
+            for r in self.runs
+            if r.started and not r.done and r.current_task is not None
+        )
+
+    def run(self, subtask: str) -> SubtaskRun | None:
+        return next((r for r in self.runs if r.subtask == subtask), None)
+
+    def with_run(self, run: SubtaskRun) -> RequestState:
+        runs = tuple(run if r.subtask == run.subtask else r for r in self.runs)
+        return self.model_copy(update={"runs": runs})
+
 
 @dataclass(frozen=True)
 class Step:
-    """The new state and what to emit (nothing, a task, or the final response)."""
+    """The new state and what to emit (nothing, tasks, or the final response)."""
 
     state: RequestState
-    task: TaskAssigned | None = None
+    tasks: tuple[TaskAssigned, ...] = ()
     response: ResponseDelivered | None = None
+
+    @property
+    def task(self) -> TaskAssigned | None:
+        """The first task emitted, if any."""
+        return self.tasks[0] if self.tasks else None
+
+
+Route = tuple[str, bool]
+"""(deployment, degraded): where a subtask's tasks go, and whether that pick was made
+although no weighted deployment was healthy."""
 
 
 def start(
@@ -83,10 +185,27 @@ def start(
     *,
     deployment: str,
     degraded_route: bool = False,
+    plan: Plan | None = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> Step:
-    """Accept a validated request: record it and assign round 1 to ``deployment``
-    (``degraded_route``: it was chosen although none was healthy)."""
+    """Accept a validated request: record its plan (one ``main`` subtask when none is
+    given) and assign round 1 of every subtask without dependencies. A subtask goes to
+    its entry in ``routes``, else to ``deployment``."""
     timeout = timedelta(seconds=config.refine.default_timeout_s)
+    routed = plan is not None
+    plan = plan or single_plan(request.prompt)
+    routes = routes or {}
+    runs = tuple(
+        SubtaskRun(
+            subtask=s.subtask,
+            specialist=s.specialist,
+            instruction=s.instruction,
+            depends_on=s.depends_on,
+            deployment=routes.get(s.subtask, (deployment, degraded_route))[0],
+            degraded_route=routes.get(s.subtask, (deployment, degraded_route))[1],
+        )
+        for s in plan.subtasks
+    )
     state = RequestState(
         request_id=request.request_id,
         request_event_id=request.event_id,
@@ -98,28 +217,73 @@ def start(
         session_id=request.session_id,
         variant=request.variant,
         config_version=config.version,
+        prompt=request.prompt,
+        answer_format=request.answer_format,
+        priority=request.priority,
+        task_class=plan.task_class if routed else "",
+        complexity_level=plan.complexity.level if routed else "",
+        complexity_score=plan.complexity.score if routed else 0.0,
+        context=plan.context,
+        runs=runs,
     )
-    task = _task(state, request, 1, now, config, deployment=deployment)
-    if degraded_route:
-        task = task.model_copy(update={"degraded_route": True})
-    return Step(state=state.model_copy(update={"round": 1, "current_task": task}), task=task)
+    return _advance(state, now, config)
+
+
+def single_plan(prompt: str) -> Plan:
+    """The plan of a request that is not decomposed: one ``main`` subtask, as asked."""
+    main = Subtask(subtask="main", specialist="general", instruction=prompt)
+    return Plan(task_class="conversation", complexity=SIMPLE, subtasks=(main,))
+
+
+SIMPLE = Complexity(
+    score=0.0, level="simple", words=0, questions=0, asks=1, reasoning_cues=0, structure=0
+)
+
+
+def _advance(state: RequestState, now: datetime, config: PipelineConfig, cause: str = "") -> Step:
+    """Assign round 1 of every subtask whose dependencies are all done (``cause``: the
+    verdict that settled the last of them)."""
+    done = {r.subtask for r in state.runs if r.done}
+    tasks: list[TaskAssigned] = []
+    for run in state.runs:
+        if run.started or not set(run.depends_on) <= done:
+            continue
+        if run.depends_on:
+            run = run.model_copy(update={"instruction": _with_results(state, run)})
+        task = _task(state, run, 1, now, config)
+        started = {"round": 1, "current_task": task, "started_by": cause}
+        state = state.with_run(run.model_copy(update=started))
+        tasks.append(task)
+    return Step(state=state, tasks=tuple(tasks))
+
+
+def _with_results(state: RequestState, run: SubtaskRun) -> str:
+    """The instruction of a subtask that depends on others, with their results in it."""
+    results = {}
+    for dep in run.depends_on:
+        done = state.run(dep)
+        best = done.best if done is not None else None
+        results[dep] = best.content if best is not None else ""
+    if run.specialist == "synthesis":
+        return synthesis_instruction(state.prompt, results)
+    notes = "\n\n".join(f"[{sid}]\n{text or '(no answer)'}" for sid, text in results.items())
+    return f"{run.instruction}\n\nResults of the earlier steps:\n{notes}"
 
 
 def _task(
     state: RequestState,
-    request: RequestSubmitted | TaskAssigned,
+    run: SubtaskRun,
     round_: int,
     now: datetime,
     config: PipelineConfig,
     *,
-    deployment: str,
     critique: str | None = None,
     previous: str | None = None,
     constraint: str | None = None,
 ) -> TaskAssigned:
-    profile = config.specialist
-    tid = task_id(state.request_id, "main", round_)
-    instruction = request.prompt if isinstance(request, RequestSubmitted) else request.instruction
+    profile = profile_for(config.specialist, run.specialist)
+    tid = task_id(state.request_id, run.subtask, round_)
+    answers = state.final_run is not None and run.subtask == state.final_run.subtask
     return TaskAssigned(
         event_id=stable_id(tid, "task"),
         request_id=state.request_id,
@@ -127,20 +291,27 @@ def _task(
         config_version=config.version,
         variant=state.variant,
         task_id=tid,
+        subtask=run.subtask,
         round=round_,
         specialist=profile.name,
-        deployment=deployment,
-        instruction=instruction,
+        deployment=run.deployment,
+        instruction=run.instruction,
         system_prompt=profile.system_prompt,
         prompt_version=profile.prompt_version,
+        context=state.context,
         critique=critique,
         previous_attempt=previous,
         temperature=round_temperature(profile.temperature, round_, config.refine),
         max_tokens=profile.max_tokens,
-        answer_format=request.answer_format,
-        priority=request.priority,
+        answer_format=state.answer_format if answers else "text",
+        priority=state.priority,
         deadline_at=state.deadline_at,
         output_constraint=constraint,
+        task_class=state.task_class,
+        complexity_level=state.complexity_level,
+        complexity_score=state.complexity_score,
+        depends_on=run.depends_on,
+        degraded_route=run.degraded_route,
     )
 
 
@@ -152,32 +323,58 @@ def round_temperature(base: float, round_: int, policy: RefinePolicy) -> float:
 def on_verdict(
     state: RequestState, verdict: VerdictIssued, now: datetime, config: PipelineConfig
 ) -> Step:
-    """Record a verdict; re-ask with the critique, or finalize with the best attempt."""
+    """Record a verdict on one subtask; re-ask it with the critique, or settle it on its
+    best attempt, start what waited for it, and finalize once the answering one settles."""
     if state.done:
         return Step(state=state, response=state.final)
-    if verdict.round != state.round or any(a.round == verdict.round for a in state.attempts):
-        return _duplicate(state, verdict)
-    state = state.model_copy(update={"attempts": (*state.attempts, _attempt(verdict))})
-    if verdict.passed or state.round >= state.max_rounds:
-        return _finalize(state, now, "passed" if verdict.passed else "failed")
-    assert state.current_task is not None
-    previous = verdict.content if verdict.content else state.current_task.previous_attempt
+    run = state.run(verdict.subtask)
+    if (
+        run is None
+        or verdict.round != run.round
+        or any(a.round == verdict.round for a in run.attempts)
+    ):
+        return _duplicate(state, run, verdict)
+    run = run.model_copy(update={"attempts": (*run.attempts, _attempt(verdict))})
+    if not verdict.passed and run.round < state.max_rounds:
+        return _reask(state, run, verdict, now, config)
+    run = run.model_copy(update={"status": _settled(run)})
+    state = state.with_run(run)
+    if state.final_run is not None and run.subtask == state.final_run.subtask:
+        return _finalize(state, now, run.status or "error")
+    return _advance(state, now, config, cause=verdict.event_id)
+
+
+def _reask(
+    state: RequestState,
+    run: SubtaskRun,
+    verdict: VerdictIssued,
+    now: datetime,
+    config: PipelineConfig,
+) -> Step:
+    current = run.current_task
+    assert current is not None
+    previous = verdict.content if verdict.content else current.previous_attempt
     task = _task(
         state,
-        state.current_task,
-        state.round + 1,
+        run,
+        run.round + 1,
         now,
         config,
-        deployment=state.current_task.deployment,
         critique=verdict.critique
-        or state.current_task.critique
+        or current.critique
         or "The previous attempt failed; answer the question again.",
         previous=previous,
-        constraint=_constraint(state.current_task, verdict),
+        constraint=_constraint(current, verdict),
     )
-    return Step(
-        state=state.model_copy(update={"round": state.round + 1, "current_task": task}), task=task
-    )
+    run = run.model_copy(update={"round": run.round + 1, "current_task": task})
+    return Step(state=state.with_run(run), tasks=(task,))
+
+
+def _settled(run: SubtaskRun) -> SubtaskStatus:
+    best = run.best
+    if best is None:
+        return "error"
+    return "passed" if best.passed else "failed"
 
 
 def _constraint(task: TaskAssigned, verdict: VerdictIssued) -> str | None:
@@ -189,13 +386,25 @@ def _constraint(task: TaskAssigned, verdict: VerdictIssued) -> str | None:
     return None
 
 
-def _duplicate(state: RequestState, verdict: VerdictIssued) -> Step:
-    """A verdict already counted. Re-emit the current task only when it is the very
-    verdict that produced it (a redelivery after a crash may have lost that send)."""
-    last = state.attempts[-1] if state.attempts else None
-    if last is not None and last.verdict_event_id == verdict.event_id:
-        return Step(state=state, task=state.current_task)
-    return Step(state=state)
+def _duplicate(state: RequestState, run: SubtaskRun | None, verdict: VerdictIssued) -> Step:
+    """A verdict already counted (or for no subtask of this request). Re-emit the tasks
+    it led to when they still wait for their verdicts: a redelivery after a crash may
+    have lost those sends."""
+    last = run.attempts[-1] if run is not None and run.attempts else None
+    if run is None or last is None or last.verdict_event_id != verdict.event_id:
+        return Step(state=state)
+    waiting = state.open_tasks
+    led_to = tuple(
+        t
+        for t in waiting
+        if (t.subtask == run.subtask and not run.done)
+        or (
+            t.round == 1
+            and (r := state.run(t.subtask)) is not None
+            and r.started_by == verdict.event_id
+        )
+    )
+    return Step(state=state, tasks=led_to)
 
 
 def on_deadline(state: RequestState, now: datetime) -> Step:
@@ -229,10 +438,13 @@ def best_attempt(attempts: tuple[Attempt, ...]) -> Attempt | None:
 
 
 def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Step:
+    """The response: the answering subtask's best attempt, with the specialists, models
+    and tokens of every subtask, and any subtask that did not pass named in the reason."""
     best = best_attempt(state.attempts)
     if best is None and status != "timeout":
         status = "error"
-    reason, code = _reason(status, best)
+    reason, code = _reason(status, best, _unsettled(state))
+    spent = tuple(a for r in state.runs for a in r.attempts)
     response = ResponseDelivered(
         event_id=stable_id(state.request_id, "response"),
         request_id=state.request_id,
@@ -246,10 +458,10 @@ def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Ste
         best_round=best.round if best else 0,
         reason=reason,
         reason_code=code,
-        specialists=tuple(sorted({a.specialist for a in state.attempts if a.specialist})),
-        models=tuple(sorted({a.model for a in state.attempts if a.model})),
-        prompt_tokens=sum(a.prompt_tokens for a in state.attempts),
-        completion_tokens=sum(a.completion_tokens for a in state.attempts),
+        specialists=tuple(sorted({a.specialist for a in spent if a.specialist})),
+        models=tuple(sorted({a.model for a in spent if a.model})),
+        prompt_tokens=sum(a.prompt_tokens for a in spent),
+        completion_tokens=sum(a.completion_tokens for a in spent),
         latency_ms=max(0.0, (now - state.submitted_at).total_seconds() * 1000),
         tenant=state.tenant,
         session_id=state.session_id,
@@ -257,15 +469,27 @@ def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Ste
     return Step(state=state.model_copy(update={"final": response}), response=response)
 
 
-def _reason(status: ResponseStatus, best: Attempt | None) -> tuple[str | None, str | None]:
+def _unsettled(state: RequestState) -> str:
+    """The subtasks before the answering one that did not pass, e.g. ``facts (failed)``."""
+    return ", ".join(
+        f"{r.subtask} ({r.status or 'unfinished'})" for r in state.runs[:-1] if r.status != "passed"
+    )
+
+
+def _reason(
+    status: ResponseStatus, best: Attempt | None, unsettled: str
+) -> tuple[str | None, str | None]:
     if status == "passed":
+        if unsettled:
+            return f"answered without a passing result from: {unsettled}", "subtask_failed"
         return None, None
+    suffix = f"; subtasks without a passing result: {unsettled}" if unsettled else ""
     if status == "timeout":
-        return "the deadline passed; returning the best attempt so far", "deadline"
+        return f"the deadline passed; returning the best attempt so far{suffix}", "deadline"
     if status == "error":
-        return "no specialist produced an answer", "model_error"
+        return f"no specialist produced an answer{suffix}", "model_error"
     critique = best.critique if best else ""
-    return f"no attempt passed the guardians: {critique}".strip(), "guardians_failed"
+    return f"no attempt passed the guardians: {critique}".strip() + suffix, "guardians_failed"
 
 
 def rejected(

@@ -21,6 +21,7 @@ from agents.config import GuardianPolicy, PipelineConfig
 from agents.guardian import Signals, judge, verdict_for
 from agents.intake import payload_digest, validate
 from agents.refine import RequestState, Step, on_deadline, on_verdict, rejected, start
+from agents.router import route_request
 from schemas.envelope import Event
 from schemas.request_events import (
     DeadlinePassed,
@@ -65,6 +66,8 @@ NO_SIGNALS: Final = Signals(alignment=0.0, new_pii=())
 """What the guardian stage judges a failed or empty answer with (it measures nothing)."""
 
 RefineInput = VerdictIssued | DeadlinePassed
+TaskKey = tuple[str, int]
+"""(subtask, round)."""
 
 
 def decision_fields(response: ResponseDelivered) -> dict[str, object]:
@@ -76,8 +79,8 @@ class Recorded:
     """One request's recorded events, sorted out by kind."""
 
     request: RequestSubmitted | None
-    tasks: Mapping[int, TaskAssigned]
-    """The first recorded task of each round."""
+    tasks: Mapping[TaskKey, TaskAssigned]
+    """The first recorded task of each subtask and round."""
     answers: Mapping[str, SpecialistAnswered]
     """By event id."""
     inputs: tuple[RefineInput, ...]
@@ -88,9 +91,9 @@ class Recorded:
     def of(cls, events: Sequence[Event]) -> Recorded:
         ordered = sorted(events, key=lambda e: e.occurred_at)
         requests = [e for e in ordered if isinstance(e, RequestSubmitted)]
-        tasks: dict[int, TaskAssigned] = {}
+        tasks: dict[TaskKey, TaskAssigned] = {}
         for task in (e for e in ordered if isinstance(e, TaskAssigned)):
-            tasks.setdefault(task.round, task)
+            tasks.setdefault((task.subtask, task.round), task)
         inputs = [e for e in ordered if isinstance(e, RefineInput)]
         inputs.sort(key=lambda e: (e.occurred_at, isinstance(e, DeadlinePassed)))
         return cls(
@@ -104,8 +107,9 @@ class Recorded:
     @property
     def intake_time(self) -> datetime | None:
         """When intake decided: its round-1 task, or the response of a rejection."""
-        if 1 in self.tasks:
-            return self.tasks[1].occurred_at
+        first = [t.occurred_at for (_, round_), t in self.tasks.items() if round_ == 1]
+        if first:
+            return min(first)
         return self.responses[0].occurred_at if self.responses else None
 
     @property
@@ -118,7 +122,7 @@ class Replayed:
     """What the decision functions emit when fed a request's recorded inputs."""
 
     response: ResponseDelivered | None
-    tasks: Mapping[int, TaskAssigned]
+    tasks: Mapping[TaskKey, TaskAssigned]
 
 
 def replay(
@@ -140,21 +144,33 @@ def replay(
     if rejection is not None:
         code, reason = rejection.code.value, rejection.reason
         return Replayed(rejected(request, code, reason, at, config.version), {})
-    first = recorded.tasks.get(1)
-    deployment = first.deployment if first is not None else ""
-    step = start(request, payload_digest(request), at, config, deployment=deployment)
-    state = step.state
+    firsts = {s: t for (s, round_), t in recorded.tasks.items() if round_ == 1}
+    context = next(iter(firsts.values())).context if firsts else ()
+    plan = route_request(request.prompt, context, decompose=config.routing.decompose)
+    routes = {s: (t.deployment, t.degraded_route) for s, t in firsts.items()}
+    deployment = routes.get(plan.subtasks[0].subtask, ("", False))[0]
     if max_rounds is not None:
-        state = state.model_copy(update={"max_rounds": min(state.max_rounds, max_rounds)})
-    tasks = {1: step.task} if step.task is not None else {}
+        capped = min(request.max_rounds or config.refine.max_rounds, max_rounds)
+        request = request.model_copy(update={"max_rounds": capped})
+    step = start(
+        request,
+        payload_digest(request),
+        at,
+        config,
+        deployment=deployment,
+        plan=plan,
+        routes=routes,
+    )
+    state = step.state
+    tasks = {(t.subtask, t.round): t for t in step.tasks}
     for event in recorded.inputs:
         if state.done:
             break
         if isinstance(event, VerdictIssued) and verdicts is not None:
             event = verdicts.get(event.event_id, event)
         step = _decide(state, event, recorded, config)
-        if step.task is not None:
-            tasks.setdefault(step.task.round, step.task)
+        for task in step.tasks:
+            tasks.setdefault((task.subtask, task.round), task)
         state = step.state
     return Replayed(state.final, tasks)
 
@@ -183,8 +199,9 @@ def _emitted_at(step: Step, before: RequestState, recorded: Recorded) -> datetim
     """When the live stage emitted what ``step`` emits, if the log has it."""
     if step.response is not None and not before.done:
         return recorded.response.occurred_at if recorded.response is not None else None
-    if step.task is not None and step.task.round > before.round:
-        task = recorded.tasks.get(step.task.round)
+    waiting = {(t.subtask, t.round) for t in before.open_tasks}
+    for new in (t for t in step.tasks if (t.subtask, t.round) not in waiting):
+        task = recorded.tasks.get((new.subtask, new.round))
         return task.occurred_at if task is not None else None
     return None
 
@@ -225,10 +242,8 @@ def compare(events: Sequence[Event], config: PipelineConfig) -> list[Divergence]
         return None
     rid = recorded.response.request_id
     found = _response_divergences(rid, recorded, replayed.response)
-    for round_ in sorted(set(recorded.tasks) | set(replayed.tasks)):
-        found += _task_divergences(
-            rid, round_, recorded.tasks.get(round_), replayed.tasks.get(round_)
-        )
+    for key in sorted(set(recorded.tasks) | set(replayed.tasks)):
+        found += _task_divergences(rid, key, recorded.tasks.get(key), replayed.tasks.get(key))
     return found
 
 
@@ -249,9 +264,10 @@ def _response_divergences(
 
 
 def _task_divergences(
-    rid: str, round_: int, recorded: TaskAssigned | None, rederived: TaskAssigned | None
+    rid: str, key: TaskKey, recorded: TaskAssigned | None, rederived: TaskAssigned | None
 ) -> list[Divergence]:
-    name = f"task[{round_}]"
+    subtask, round_ = key
+    name = f"task[{round_}]" if subtask == "main" else f"task[{subtask}/{round_}]"
     if recorded is None or rederived is None:
         return [Divergence(rid, name, recorded is not None, rederived is not None)]
     return [

@@ -258,6 +258,18 @@ class Plan(BaseModel):
         return len(self.subtasks) == 1
 
 
+def route_request(prompt: str, context: Sequence[str] = (), *, decompose: bool = True) -> Plan:
+    """The plan of a request: its class, its complexity, and its subtasks (always one
+    ``main`` subtask when ``decompose`` is off)."""
+    task_class, level = classify(prompt), complexity(prompt)
+    if not decompose:
+        main = Subtask(subtask="main", specialist="general", instruction=prompt)
+        return Plan(
+            task_class=task_class, complexity=level, subtasks=(main,), context=tuple(context)
+        )
+    return plan(prompt, task_class=task_class, complexity=level, session_context=context)
+
+
 def ready(plan: Plan, done: Collection[str]) -> tuple[Subtask, ...]:
     """The subtasks not done yet whose dependencies all are."""
     return tuple(

@@ -15,22 +15,26 @@ from streams.runtime import Runtime
 _log = logging.getLogger(__name__)
 
 
-def key_of_request(rt: Runtime, request: RequestSubmitted) -> str:
+def key_of_request(rt: Runtime, request: RequestSubmitted, context: tuple[str, ...] = ()) -> str:
     return cache_key(
         request.prompt,
         request.answer_format,
         rt.config.version,
         request.tenant,
         variant=request.variant,
+        context=context,
     )
 
 
-async def lookup(rt: Runtime, request: RequestSubmitted) -> ResponseDelivered | None:
-    """The cached answer for ``request`` as its own final response, or None."""
+async def lookup(
+    rt: Runtime, request: RequestSubmitted, context: tuple[str, ...] = ()
+) -> ResponseDelivered | None:
+    """The cached answer for ``request`` (in a session with ``context``) as its own
+    final response, or None."""
     if rt.ports.cache is None:
         return None
     try:
-        raw = await rt.ports.cache.get(key_of_request(rt, request))
+        raw = await rt.ports.cache.get(key_of_request(rt, request, context))
     except CacheUnavailable as exc:
         _log.warning("cache lookup skipped: %s", exc)
         return None
@@ -46,15 +50,15 @@ async def lookup(rt: Runtime, request: RequestSubmitted) -> ResponseDelivered | 
 
 async def store(rt: Runtime, state: refine.RequestState, response: ResponseDelivered) -> None:
     """Keep a passed answer under the key its request was looked up with."""
-    task = state.current_task
-    if rt.ports.cache is None or task is None or not should_cache(response):
+    if rt.ports.cache is None or not state.runs or not should_cache(response):
         return
     key = cache_key(
-        task.instruction,
-        task.answer_format,
+        state.prompt,
+        state.answer_format,
         state.config_version,
         state.tenant,
         variant=state.variant,
+        context=state.context,
     )
     try:
         await rt.ports.cache.put(key, rt.codec.encode(response), rt.settings.cache.ttl_s)

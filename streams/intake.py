@@ -1,4 +1,5 @@
-"""intake_stage: decode, co-locate, dedupe, validate, then plan round 1 (or reject)."""
+"""intake_stage: decode, co-locate, dedupe, validate, answer from the cache, or plan the
+request (route and decompose it) and assign its first tasks; or reject it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from agents import refine
 from agents.experiment_plan import config_for, variant_for
 from agents.intake import RejectCode, payload_digest, validate
+from agents.router import route_request
 from connectors.kafka import partition_for
 from schemas import topics
 from schemas.request_events import RequestSubmitted
@@ -62,14 +64,32 @@ async def handle(rt: Runtime, record: Record) -> None:
         rt.metrics.cache_hits.inc()
         rt.count_response(hit)
         return
-    config = config_for(rt.config, variant)
-    deployment, degraded = choose(rt, request.request_id)
+    await begin(rt, request, digest, ())
+
+
+async def begin(
+    rt: Runtime, request: RequestSubmitted, digest: str, context: tuple[str, ...]
+) -> None:
+    """Plan the request, pick a deployment per subtask, and assign the first tasks."""
+    config = config_for(rt.config, request.variant)
+    plan = route_request(request.prompt, context, decompose=config.routing.decompose)
+    routes = {s.subtask: choose(rt, request.request_id, s.subtask) for s in plan.subtasks}
+    deployment, degraded = routes[plan.subtasks[0].subtask]
     step = refine.start(
-        request, digest, now, config, deployment=deployment, degraded_route=degraded
+        request,
+        digest,
+        rt.clock(),
+        config,
+        deployment=deployment,
+        degraded_route=degraded,
+        plan=plan,
+        routes=routes,
     )
     save_state(rt, step.state)
-    assert step.task is not None
-    await rt.emit(step.task)
+    if not step.state.single:
+        rt.metrics.decomposed.inc()
+    for task in step.tasks:
+        await rt.emit(task)
 
 
 async def _resent(
@@ -83,8 +103,9 @@ async def _resent(
         )
     if known.final is not None:
         await rt.emit(known.final)
-    elif known.request_event_id == request.event_id and known.current_task is not None:
-        # The very record again (redelivered after a crash): the task send may be lost.
-        await rt.emit(known.current_task)
+    elif known.request_event_id == request.event_id and known.open_tasks:
+        # The very record again (redelivered after a crash): the task sends may be lost.
+        for task in known.open_tasks:
+            await rt.emit(task)
     else:
         _log.info("request %s resent while in progress; its answer will follow", request.request_id)

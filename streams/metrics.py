@@ -103,6 +103,11 @@ class Metrics:
             "Requests answered from the cache.",
             registry=r,
         )
+        self.decomposed = Counter(
+            "guardian_decomposed_requests_total",
+            "Requests split into subtasks for several specialists.",
+            registry=r,
+        )
         self.open_requests = Gauge(
             "guardian_refine_open_requests",
             "Requests in refinement on this worker.",

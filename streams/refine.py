@@ -70,16 +70,17 @@ async def reassign_stalled(rt: Runtime) -> None:
     after = timedelta(seconds=rt.settings.worker.stall_s)
     for request_id in stalled(rt, now, after):
         state = load_state(rt, request_id)
-        if state is None or state.done or state.current_task is None:
+        if state is None or state.done or not state.open_tasks:
             rt.open_tasks.pop(request_id, None)
             continue
-        _log.warning(
-            "task %s waited %s for a verdict; assigning it again",
-            state.current_task.task_id,
-            now - rt.open_tasks[request_id],
-        )
+        waited = now - rt.open_tasks[request_id]
         rt.open_tasks[request_id] = now  # wait as long again before another copy
-        await rt.emit(state.current_task)
+        for task in state.open_tasks:
+            if now - task.occurred_at > after:
+                _log.warning(
+                    "task %s waited %s for a verdict; assigning it again", task.task_id, waited
+                )
+                await rt.emit(task)
 
 
 async def handle(rt: Runtime, record: Record) -> None:
@@ -99,7 +100,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         if step.response is not None:
             rt.count_response(step.response)
             await answer_cache.store(rt, step.state, step.response)
-    if step.task is not None:
-        await rt.emit(step.task)
+    for task in step.tasks:
+        await rt.emit(task)
     if step.response is not None:
         await rt.emit(step.response)

@@ -1,6 +1,6 @@
 """The refinement table: request_id (bytes) -> RequestState, changelog-backed, plus the
 in-memory indexes the refine timer scans: open deadlines, and when each open
-request's current task was assigned."""
+request's oldest task still waiting for its verdict was assigned."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ def save_state(rt: Runtime, state: RequestState) -> None:
         rt.open_deadlines.pop(state.request_id, None)
         rt.open_tasks.pop(state.request_id, None)
     else:
-        rt.open_deadlines[state.request_id] = state.deadline_at
-        if state.current_task is not None:
-            rt.open_tasks[state.request_id] = state.current_task.occurred_at
+        _index(rt, state)
 
 
 def overdue(rt: Runtime, now: datetime) -> list[str]:
@@ -44,6 +42,14 @@ def reindex(rt: Runtime) -> None:
     for raw in list(rt.table.values()):
         state = RequestState.model_validate_json(raw)
         if not state.done:
-            rt.open_deadlines[state.request_id] = state.deadline_at
-            if state.current_task is not None:
-                rt.open_tasks[state.request_id] = state.current_task.occurred_at
+            _index(rt, state)
+
+
+def _index(rt: Runtime, state: RequestState) -> None:
+    """An open request's deadline, and when its oldest waiting task was assigned."""
+    rt.open_deadlines[state.request_id] = state.deadline_at
+    waiting = [t.occurred_at for t in state.open_tasks]
+    if waiting:
+        rt.open_tasks[state.request_id] = min(waiting)
+    else:
+        rt.open_tasks.pop(state.request_id, None)

@@ -124,6 +124,8 @@ class RoutingSettings(BaseSettings):
     weights: dict[str, float] = Field(default_factory=dict)
     """JSON, e.g. ``GUARDIAN_ROUTING_WEIGHTS='{"a": 0.7, "b": 0.3}'``; empty: the chain's
     first deployment serves and the rest are fallbacks."""
+    decompose: bool = True
+    """``GUARDIAN_ROUTING_DECOMPOSE=false``: never split a request into subtasks."""
 
 
 class NetworkSettings(BaseSettings):
@@ -190,5 +192,5 @@ class AppSettings(BaseSettings):
             specialist=SpecialistProfile(
                 max_tokens=self.refine.max_tokens, temperature=self.refine.temperature
             ),
-            routing=RoutingPolicy(weights=self.routing.weights),
+            routing=RoutingPolicy(weights=self.routing.weights, decompose=self.routing.decompose),
         )
