@@ -1,10 +1,13 @@
 """Prompt building: a task becomes the chat messages a specialist sends (Self-Refine
-style when a critique of a previous attempt is present)."""
+style when a critique of a previous attempt is present), with any retrieved passages
+as numbered sources."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agents.ports import ChatMessage
-from schemas.request_events import TaskAssigned
+from schemas.request_events import Passage, TaskAssigned
 
 _FORMAT_RULES = {
     "text": "",
@@ -13,7 +16,9 @@ _FORMAT_RULES = {
 }
 
 
-def build_messages(task: TaskAssigned) -> list[ChatMessage]:
+def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list[ChatMessage]:
+    """System prompt, context turns, the sources (if any), the instruction, then the
+    previous attempt and its critique on a later round."""
     system = task.system_prompt
     rule = _FORMAT_RULES.get(task.answer_format, "")
     if rule:
@@ -21,6 +26,8 @@ def build_messages(task: TaskAssigned) -> list[ChatMessage]:
     messages = [ChatMessage(role="system", content=system)]
     for turn in task.context:
         messages.append(ChatMessage(role="user", content=f"Context: {turn}"))
+    if passages:
+        messages.append(ChatMessage(role="user", content=render_passages(passages)))
     messages.append(ChatMessage(role="user", content=task.instruction))
     if task.critique and task.previous_attempt is not None:
         messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
@@ -37,3 +44,13 @@ def refinement_request(critique: str) -> str:
         "Write an improved answer to the original question that fixes them. "
         "Give only the answer."
     )
+
+
+def render_passages(passages: Sequence[Passage]) -> str:
+    """The passages as numbered sources, in the order given (best match first)."""
+    lines = [
+        "Sources from the knowledge base, best match first. Use them where they are "
+        "relevant and cite them by number, like [1]."
+    ]
+    lines += [f"[{n}] ({p.source}) {p.text}" for n, p in enumerate(passages, start=1)]
+    return "\n".join(lines)

@@ -1,13 +1,15 @@
-"""The specialist's record of one model call: an answer or a typed failure."""
+"""The specialist's record of one model call: an answer or a typed failure, with the
+passages the model was given."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from agents.errors import ModelError
 from agents.ids import stable_id
 from agents.ports import Completion
-from schemas.request_events import SpecialistAnswered, TaskAssigned
+from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
 
 
 def answered(
@@ -18,8 +20,10 @@ def answered(
     latency_ms: float,
     attempts: int,
     now: datetime,
+    passages: Sequence[Passage] = (),
 ) -> SpecialistAnswered:
-    """``SpecialistAnswered`` for ``task``: content and usage, or the error's kind."""
+    """``SpecialistAnswered`` for ``task``: content and usage, or the error's kind; and
+    the retrieved ``passages`` either way (what the model was shown)."""
     common = {
         "event_id": stable_id(task.event_id, "answer", attempts),
         "request_id": task.request_id,
@@ -37,6 +41,7 @@ def answered(
         "prompt_version": task.prompt_version,
         "latency_ms": latency_ms,
         "attempts": attempts,
+        "passages": tuple(passages),
     }
     if isinstance(outcome, ModelError):
         return SpecialistAnswered(

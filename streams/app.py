@@ -9,10 +9,12 @@ from datetime import timedelta
 import faust
 
 from agents.breaker import BreakerPolicy
+from agents.knowledge import KnowledgeStore
 from agents.ports import LLM, Embedder
 from agents.retry import RetryPolicy
 from connectors.cache_store import build_cache
 from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
+from connectors.knowledge_files import load_knowledge
 from connectors.llm_embedded import EmbeddedLLM
 from connectors.llm_openai import OpenAICompatibleLLM, OpenAISettings
 from connectors.llm_scripted import ScriptedLLM
@@ -41,7 +43,7 @@ TABLE = "refinement"
 
 
 def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> Ports:
-    """The model chain, embedder and PII detector the settings ask for."""
+    """The model chain, embedder, PII detector, cache and knowledge store the settings ask for."""
     embedder: Embedder = (
         HashingEmbedder()
         if settings.guard.embedder == "hashing"
@@ -49,7 +51,19 @@ def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> P
     )
     pii = PresidioPiiDetector(settings.pii) if settings.guard.pii_check else None
     cache = build_cache(settings.cache, settings.kafka.topic_namespace)
-    return Ports(llm=build_chain(settings, on_attempt), embedder=embedder, pii=pii, cache=cache)
+    k = settings.knowledge
+    knowledge = (
+        load_knowledge(k.dir, embedder, max_chars=k.max_passage_chars)
+        if k.dir is not None
+        else KnowledgeStore()
+    )
+    return Ports(
+        llm=build_chain(settings, on_attempt),
+        embedder=embedder,
+        pii=pii,
+        cache=cache,
+        knowledge=knowledge,
+    )
 
 
 def build_chain(settings: AppSettings, on_attempt: OnAttempt | None = None) -> ResilientLLM:

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from agents.config import PipelineConfig
+from agents.knowledge import KnowledgeStore
 from agents.ports import AnswerCache, Embedder, PiiDetector
 from connectors.resilient import ResilientLLM
 from schemas import topics
@@ -33,6 +34,8 @@ class Ports:
     embedder: Embedder
     pii: PiiDetector | None
     cache: AnswerCache | None = None
+    knowledge: KnowledgeStore = field(default_factory=KnowledgeStore)
+    """What the retrieval specialist searches (empty: it answers without passages)."""
 
     @property
     def deployment(self) -> str:

@@ -148,6 +148,20 @@ class NetworkSettings(BaseSettings):
     """A scheduled retraining recommendation every this many seconds (0: none)."""
 
 
+class KnowledgeSettings(BaseSettings):
+    """The retrieval specialist's knowledge store (``GUARDIAN_KNOWLEDGE_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_KNOWLEDGE_", frozen=True)
+
+    dir: Path | None = None
+    """Folder of ``*.md``/``*.txt`` files, read at start-up; unset: an empty store."""
+    top_k: int = Field(default=3, ge=1, le=20)
+    """Passages given to the model per retrieval task."""
+    min_score: float = Field(default=0.2, ge=-1.0, le=1.0)
+    """Cosine similarity below which a passage is not given."""
+    max_passage_chars: int = Field(default=800, ge=100, le=4000)
+
+
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True)
 
@@ -165,6 +179,7 @@ class AppSettings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 
     @classmethod
     def load(cls) -> AppSettings:

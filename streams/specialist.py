@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from agents.errors import ModelTimeout
+from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
 from agents.prompts import build_messages
 from agents.specialist import answered
 from connectors.resilient import ChainOutcome
 from schemas import topics
-from schemas.request_events import TaskAssigned
+from schemas.request_events import Passage, TaskAssigned
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
@@ -29,8 +31,18 @@ def register(rt: Runtime) -> None:
 
 async def handle(rt: Runtime, record: Record) -> None:
     task = rt.codec.decode(record.value, TaskAssigned)
+    passages: tuple[Passage, ...] = ()
+    if task.specialist == RETRIEVAL:
+        k = rt.settings.knowledge
+        # Embedding the query is CPU work: keep it off the event loop.
+        passages = await asyncio.to_thread(
+            rt.ports.knowledge.search,
+            retrieval_query(task.instruction),
+            k=k.top_k,
+            min_score=k.min_score,
+        )
     started = time.perf_counter()
-    outcome = await call_model(rt, task)
+    outcome = await call_model(rt, task, passages)
     latency_ms = (time.perf_counter() - started) * 1000
     _count(rt, outcome, latency_ms)
     answer = answered(
@@ -40,6 +52,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         latency_ms=latency_ms,
         attempts=max(1, outcome.attempts),
         now=rt.clock(),
+        passages=passages,
     )
     await rt.emit(answer)
 
@@ -54,13 +67,16 @@ def _count(rt: Runtime, outcome: ChainOutcome, latency_ms: float) -> None:
         m.tokens.labels(deployment, "completion").inc(outcome.result.completion_tokens)
 
 
-async def call_model(rt: Runtime, task: TaskAssigned) -> ChainOutcome:
-    """The chain's outcome: a completion or the last typed error, within the task's cap."""
+async def call_model(
+    rt: Runtime, task: TaskAssigned, passages: Sequence[Passage] = ()
+) -> ChainOutcome:
+    """The chain's outcome: a completion or the last typed error, within the task's cap;
+    ``passages`` are shown to the model as sources."""
     timeout = rt.settings.worker.model_timeout_s
     try:
         return await asyncio.wait_for(
             rt.ports.llm.run(
-                build_messages(task),
+                build_messages(task, passages),
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
                 json_mode=task.output_constraint == "json",
