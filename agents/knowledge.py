@@ -16,6 +16,8 @@ from schemas.request_events import Passage
 RETRIEVAL: Final = "retrieval"
 """The specialist whose tasks are answered with passages from the store."""
 DEFAULT_MAX_CHARS: Final = 800
+EMBED_BATCH: Final = 64
+"""Passages per embedder call: a model's memory grows with the batch."""
 _HEADING: Final = re.compile(r"^#{1,6}\s+\S")
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+")
 _REQUEST: Final = re.compile(r"^Request:[ \t]*", re.MULTILINE)
@@ -133,7 +135,7 @@ class KnowledgeStore:
 
     def with_documents(self, documents: Mapping[str, str]) -> KnowledgeStore:
         """This store with each named document added, or replacing the one of that name
-        (all its passages); new passages are embedded in one batch."""
+        (all its passages); new passages are embedded ``EMBED_BATCH`` at a time."""
         if any(not name for name in documents):
             raise ValueError("a document needs a name")
         split = [(name, split_passages(text, self.max_chars)) for name, text in documents.items()]
@@ -172,7 +174,11 @@ class KnowledgeStore:
             return []
         if self.embedder is None:
             raise ValueError("this knowledge store has no embedder")
-        vectors = [_unit(v) for v in self.embedder.embed(texts)]
+        vectors = [
+            _unit(v)
+            for start in range(0, len(texts), EMBED_BATCH)
+            for v in self.embedder.embed(texts[start : start + EMBED_BATCH])
+        ]
         widths = {len(v) for v in vectors} | {len(p.vector) for p in self.passages[:1]}
         if len(vectors) != len(texts) or len(widths) != 1:
             raise ValueError(f"embedder returned {len(vectors)} vectors of widths {widths}")

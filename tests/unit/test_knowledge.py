@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from agents.knowledge import KnowledgeStore, retrieval_query, split_passages
+from agents.knowledge import EMBED_BATCH, KnowledgeStore, retrieval_query, split_passages
 from agents.router import classify, complexity, plan
 from connectors.embeddings import HashingEmbedder
 
@@ -161,12 +161,17 @@ def test_a_blank_query_finds_nothing_and_embeds_nothing() -> None:
     assert len(embedder.calls) == 1  # the indexing batch only
 
 
-def test_documents_are_embedded_in_one_batch() -> None:
+def test_documents_are_embedded_together_in_bounded_batches() -> None:
     embedder = CountingEmbedder()
     KnowledgeStore(embedder, 60).with_documents(
         {"a.md": "# A\nkafka\n\n# B\noffset", "b.md": "paris"}
     )
     assert embedder.calls == [["# A\nkafka", "# B\noffset", "paris"]]
+    embedder.calls.clear()
+    many = "\n\n".join(f"# Part {n}\nkafka {n}" for n in range(EMBED_BATCH * 2 + 1))
+    s = KnowledgeStore(embedder, 60).with_documents({"many.md": many})
+    assert [len(call) for call in embedder.calls] == [EMBED_BATCH, EMBED_BATCH, 1]
+    assert len(s) == EMBED_BATCH * 2 + 1
 
 
 def test_a_document_of_the_same_name_replaces_all_its_passages() -> None:
