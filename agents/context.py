@@ -1,4 +1,5 @@
-"""The context maintainer's core: a session's recent turns, kept within a token budget.
+"""The context maintainer's core: a session's recent turns, kept within a token budget,
+and the table value that follows a session's prompts and answers.
 
 The budget is measured on the rendered strings ``TaskAssigned.context`` carries,
 with a token counter passed in. The newest turn is always kept, its answer cut
@@ -87,3 +88,60 @@ def _cut(text: str, length: int) -> str:
     if length < len(text) and not text[length].isspace() and " " in head:
         head = head.rsplit(" ", 1)[0]
     return (head.rstrip() + CUT_MARK).strip()
+
+
+MAX_PENDING = 32
+"""Requests of one session awaiting their answer that are remembered; beyond that the
+oldest is forgotten (its answer will not join the context)."""
+MAX_SEEN = 64
+"""Recent request ids remembered per session, so a redelivered turn is not counted twice."""
+
+
+class SessionState(BaseModel):
+    """The context maintainer's table value: a session's context, and the requests whose
+    prompt arrived but whose answer has not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    context: SessionContext = SessionContext()
+    pending: tuple[tuple[str, str], ...] = ()
+    """(request_id, prompt), oldest first."""
+    seen: tuple[str, ...] = ()
+    """Request ids whose prompt arrived, newest last."""
+
+
+def on_prompt(state: SessionState, request_id: str, prompt: str) -> SessionState:
+    """A request of the session was accepted: its prompt waits for its answer. The
+    request sees ``state.context`` as it is now, without the turns still pending."""
+    if request_id in state.seen:
+        return state
+    pending = (*state.pending, (request_id, prompt))[-MAX_PENDING:]
+    seen = (*state.seen, request_id)[-MAX_SEEN:]
+    return state.model_copy(update={"pending": pending, "seen": seen})
+
+
+def on_answer(
+    state: SessionState,
+    request_id: str,
+    answer: str | None,
+    *,
+    max_tokens_budget: int,
+    count_tokens: TokenCounter = word_count,
+) -> SessionState:
+    """A request of the session was answered: its prompt and answer become a turn
+    (``answer`` None: it ended without one, and leaves no turn). An answer with no
+    pending prompt (already counted, or forgotten) changes nothing."""
+    prompt = next((p for rid, p in state.pending if rid == request_id), None)
+    if prompt is None:
+        return state
+    pending = tuple(item for item in state.pending if item[0] != request_id)
+    if answer is None:
+        return state.model_copy(update={"pending": pending})
+    context = add_turn(
+        state.context,
+        prompt,
+        answer,
+        max_tokens_budget=max_tokens_budget,
+        count_tokens=count_tokens,
+    )
+    return state.model_copy(update={"pending": pending, "context": context})

@@ -113,6 +113,8 @@ class RequestState(BaseModel):
     context: tuple[str, ...] = ()
     runs: tuple[SubtaskRun, ...] = ()
     """The plan's subtasks in plan order; the last one's answer is the response."""
+    awaiting: RequestSubmitted | None = None
+    """A session request waiting for its session's context before it is planned."""
     final: ResponseDelivered | None = None
 
     @property
@@ -227,6 +229,30 @@ def start(
         runs=runs,
     )
     return _advance(state, now, config)
+
+
+def awaiting_context(
+    request: RequestSubmitted, digest: str, now: datetime, config: PipelineConfig
+) -> RequestState:
+    """A validated session request, held until the context maintainer answers (or its
+    deadline passes: it then times out like any request)."""
+    timeout = timedelta(seconds=config.refine.default_timeout_s)
+    return RequestState(
+        request_id=request.request_id,
+        request_event_id=request.event_id,
+        payload_digest=digest,
+        submitted_at=request.occurred_at,
+        deadline_at=request.deadline_at or (now + timeout),
+        max_rounds=request.max_rounds or config.refine.max_rounds,
+        tenant=request.tenant,
+        session_id=request.session_id,
+        variant=request.variant,
+        config_version=config.version,
+        prompt=request.prompt,
+        answer_format=request.answer_format,
+        priority=request.priority,
+        awaiting=request,
+    )
 
 
 def single_plan(prompt: str) -> Plan:

@@ -69,7 +69,7 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
 
 def _new_topic(spec: TopicSpec, settings: KafkaSettings, partitions: int | None) -> NewTopic:
     count = spec.partitions
-    if spec.key == "request_id":
+    if spec.scales_with_workers:
         count = partitions or settings.partitions or spec.partitions
     return NewTopic(
         qualified(spec, settings.topic_namespace),

@@ -26,11 +26,13 @@ from schemas.network_events import (
     SpecialistHealth,
 )
 from schemas.request_events import (
+    ContextProvided,
     DeadLettered,
     DeadlinePassed,
     FeedbackGiven,
     RequestSubmitted,
     ResponseDelivered,
+    SessionTurn,
     SpecialistAnswered,
     TaskAssigned,
     VerdictIssued,
@@ -52,6 +54,8 @@ MODELS: tuple[type[Event], ...] = (
     ConfigChanged,
     SpecialistHealth,
     AlertRaised,
+    SessionTurn,
+    ContextProvided,
 )
 NAMESPACE = "guardian.events"
 

@@ -152,3 +152,20 @@ class FeedbackGiven(Event):
     signal: str | None = None
     comment: str | None = None
     user_id: str | None = None
+
+
+class SessionTurn(Event):
+    """Keyed by ``session_id``; ``request_id`` is the request the turn belongs to."""
+
+    session_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    status: str | None = None
+    tenant: str = "default"
+
+
+class ContextProvided(Event):
+    session_id: str
+    context: tuple[str, ...] = ()
+    turns: int = 0
+    dropped: int = 0

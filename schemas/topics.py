@@ -20,11 +20,13 @@ from schemas.network_events import (
     SpecialistHealth,
 )
 from schemas.request_events import (
+    ContextProvided,
     DeadLettered,
     DeadlinePassed,
     FeedbackGiven,
     RequestSubmitted,
     ResponseDelivered,
+    SessionTurn,
     SpecialistAnswered,
     TaskAssigned,
     VerdictIssued,
@@ -41,6 +43,12 @@ class TopicSpec:
     partitions: int
     cleanup_policy: Literal["delete", "compact"] = "delete"
     retention_ms: int = 7 * DAY_MS
+
+    @property
+    def scales_with_workers(self) -> bool:
+        """Keyed per request or session: its partition count is the workers' (stages
+        and their tables are co-partitioned on it), not the spec's."""
+        return self.key in {"request_id", "session_id"}
 
     def config(self) -> dict[str, str]:
         """Topic-level configs for the admin client."""
@@ -70,6 +78,9 @@ CONFIG = _spec("config", ConfigChanged, key="scope", partitions=1, cleanup_polic
 SPECIALIST_HEALTH = _spec(
     "specialist_health", SpecialistHealth, key="deployment", partitions=1, cleanup_policy="compact"
 )
+SESSIONS = _spec("sessions", SessionTurn, key="session_id", partitions=6)
+"""The conversation log: every session's turns in one partition, in order."""
+CONTEXTS = _spec("contexts", ContextProvided, partitions=6, retention_ms=DAY_MS)
 ALERTS = _spec("alerts", AlertRaised, key="alert_id", partitions=1, retention_ms=30 * DAY_MS)
 
 ALL: tuple[TopicSpec, ...] = (
@@ -88,6 +99,8 @@ ALL: tuple[TopicSpec, ...] = (
     CONFIG,
     SPECIALIST_HEALTH,
     ALERTS,
+    SESSIONS,
+    CONTEXTS,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL}
 BY_RECORD: dict[str, TopicSpec] = {t.record.record_name: t for t in ALL}

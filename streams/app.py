@@ -32,6 +32,7 @@ from streams import (
     monitor,
     network,
     refine,
+    sessions,
     specialist,
 )
 from streams.metrics import Metrics
@@ -147,7 +148,7 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         config=settings.pipeline_config(),
         table=table,
     )
-    for stage in (intake, specialist, guardian, refine, monitor, health, alerts):
+    for stage in (intake, sessions, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
     network.register(rt, live_config.register(rt))
     experiments.register(rt)

@@ -1,5 +1,7 @@
 """intake_stage: decode, co-locate, dedupe, validate, answer from the cache, or plan the
-request (route and decompose it) and assign its first tasks; or reject it."""
+request (route and decompose it) and assign its first tasks; or reject it. A session
+request first asks the context maintainer for its session's turns and is planned when
+``ContextProvided`` comes back (on the contexts topic, which this stage also reads)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from agents.intake import RejectCode, payload_digest, validate
 from agents.router import route_request
 from connectors.kafka import partition_for
 from schemas import topics
-from schemas.request_events import RequestSubmitted
-from streams import answer_cache
+from schemas.errors import DecodeError, DecodeReason
+from schemas.request_events import ContextProvided, RequestSubmitted
+from streams import answer_cache, sessions
 from streams.refine_table import load_state, save_state
 from streams.routing import choose
 from streams.runtime import Runtime
@@ -22,7 +25,14 @@ _log = logging.getLogger(__name__)
 
 
 def register(rt: Runtime) -> None:
-    source = rt.topic(topics.REQUESTS)
+    source = rt.app.topic(
+        rt.topic(topics.REQUESTS).get_topic_name(),
+        rt.topic(topics.CONTEXTS).get_topic_name(),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
     @rt.app.agent(source, name="intake_stage")
     async def intake_stage(stream: object) -> None:
@@ -30,7 +40,13 @@ def register(rt: Runtime) -> None:
 
 
 async def handle(rt: Runtime, record: Record) -> None:
-    request = rt.codec.decode(record.value, RequestSubmitted)
+    event = rt.codec.decode_any(record.value)
+    if isinstance(event, ContextProvided):
+        await with_context(rt, event)
+        return
+    if not isinstance(event, RequestSubmitted):
+        raise DecodeError(DecodeReason.WRONG_RECORD, f"intake does not take {event.record_name}")
+    request = event
     home = partition_for(request.request_id.encode(), rt.partitions)
     if record.partition != home:
         # Produced with another partitioner: move it where its request_id's other
@@ -57,14 +73,37 @@ async def handle(rt: Runtime, record: Record) -> None:
     variant = variant_for(rt.config, request.request_id)
     if variant is not None:
         request = request.model_copy(update={"variant": variant})
-    hit = await answer_cache.lookup(rt, request)
+    if request.session_id is not None:
+        # Planned once the context maintainer gives the session's earlier turns.
+        save_state(rt, refine.awaiting_context(request, digest, now, rt.config))
+        await sessions.send_prompt(rt, request)
+        return
+    await answer_or_begin(rt, request, digest, ())
+
+
+async def with_context(rt: Runtime, provided: ContextProvided) -> None:
+    """The session context of a request held for it: now plan the request."""
+    state = load_state(rt, provided.request_id)
+    if state is None or state.awaiting is None:
+        _log.debug("context for %s is not awaited (answered already)", provided.request_id)
+        return
+    await answer_or_begin(rt, state.awaiting, state.payload_digest, provided.context)
+
+
+async def answer_or_begin(
+    rt: Runtime, request: RequestSubmitted, digest: str, context: tuple[str, ...]
+) -> None:
+    """Answer from the cache of approved answers, else plan and begin the request."""
+    hit = await answer_cache.lookup(rt, request, context)
     if hit is not None:
-        save_state(rt, refine.closed(request, digest, hit))
+        state = refine.closed(request, digest, hit)
+        save_state(rt, state)
+        await sessions.send_answer(rt, state, hit)
         await rt.emit(hit)
         rt.metrics.cache_hits.inc()
         rt.count_response(hit)
         return
-    await begin(rt, request, digest, ())
+    await begin(rt, request, digest, context)
 
 
 async def begin(
@@ -103,6 +142,8 @@ async def _resent(
         )
     if known.final is not None:
         await rt.emit(known.final)
+    elif known.request_event_id == request.event_id and known.awaiting is not None:
+        await sessions.send_prompt(rt, known.awaiting)  # the same turn: counted once
     elif known.request_event_id == request.event_id and known.open_tasks:
         # The very record again (redelivered after a crash): the task sends may be lost.
         for task in known.open_tasks:

@@ -12,7 +12,7 @@ from agents.ids import stable_id
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
-from streams import answer_cache
+from streams import answer_cache, sessions
 from streams.refine_table import load_state, overdue, reindex, save_state, stalled
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
@@ -100,6 +100,7 @@ async def handle(rt: Runtime, record: Record) -> None:
         if step.response is not None:
             rt.count_response(step.response)
             await answer_cache.store(rt, step.state, step.response)
+            await sessions.send_answer(rt, step.state, step.response)
     for task in step.tasks:
         await rt.emit(task)
     if step.response is not None:

@@ -128,6 +128,16 @@ class RoutingSettings(BaseSettings):
     """``GUARDIAN_ROUTING_DECOMPOSE=false``: never split a request into subtasks."""
 
 
+class SessionSettings(BaseSettings):
+    """The context maintainer (``GUARDIAN_SESSION_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_SESSION_", frozen=True)
+
+    max_context_tokens: int = Field(default=512, ge=0)
+    """Budget of the earlier turns added to a session request's prompts (words, roughly
+    tokens); older turns are dropped first."""
+
+
 class NetworkSettings(BaseSettings):
     """The guardian network's stages (``GUARDIAN_NETWORK_*``)."""
 
@@ -178,6 +188,7 @@ class AppSettings(BaseSettings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 

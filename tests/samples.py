@@ -18,6 +18,7 @@ CLOSED: dict[str, Any] = {
     "breaker": "half_open",
     "severity": "warning",
     "decision": "rollback",
+    "role": "assistant",
 }
 _PER_RECORD: dict[tuple[str, str], Any] = {
     ("SpecialistAnswered", "status"): "failed",

@@ -130,7 +130,7 @@ def pipeline(bootstrap: str, tmp: Path, **env: str) -> Iterator[Pipeline]:
 
 
 def _partitions(p: Pipeline, spec: TopicSpec) -> int:
-    return p.partitions if spec.key == "request_id" else spec.partitions
+    return p.partitions if spec.scales_with_workers else spec.partitions
 
 
 async def read_until(

@@ -6,8 +6,13 @@ import pytest
 from pydantic import ValidationError
 
 from agents.context import (
+    MAX_PENDING,
+    MAX_SEEN,
     SessionContext,
+    SessionState,
     add_turn,
+    on_answer,
+    on_prompt,
     render,
     render_turn,
     word_count,
@@ -110,3 +115,58 @@ def test_adding_returns_a_new_context() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="budget"):
         add_turn(EMPTY, "q", "a", max_tokens_budget=-1)
+
+
+# ---- the session table value --------------------------------------------------------
+
+
+def test_a_prompt_waits_for_its_answer_then_becomes_a_turn() -> None:
+    state = on_prompt(SessionState(), "r1", "hi")
+    assert (state.pending, state.context.turns) == ((("r1", "hi"),), ())
+    state = on_answer(state, "r1", "hello", max_tokens_budget=100)
+    assert state.pending == ()
+    assert state.context.turns == (("hi", "hello"),)
+
+
+def test_answers_join_in_the_order_they_arrive_and_pending_prompts_stay_out() -> None:
+    state = on_prompt(on_prompt(SessionState(), "r1", "one"), "r2", "two")
+    state = on_answer(state, "r2", "second", max_tokens_budget=100)
+    assert state.context.turns == (("two", "second"),)
+    assert state.pending == (("r1", "one"),)
+
+
+def test_a_redelivered_prompt_or_answer_is_counted_once() -> None:
+    state = on_prompt(SessionState(), "r1", "hi")
+    assert on_prompt(state, "r1", "hi") == state
+    answered = on_answer(state, "r1", "hello", max_tokens_budget=100)
+    assert on_answer(answered, "r1", "hello", max_tokens_budget=100) == answered
+    assert on_prompt(answered, "r1", "hi") == answered  # seen, even though answered
+
+
+def test_an_answer_without_content_leaves_no_turn() -> None:
+    state = on_answer(on_prompt(SessionState(), "r1", "hi"), "r1", None, max_tokens_budget=100)
+    assert (state.pending, state.context.turns) == ((), ())
+
+
+def test_an_unknown_answer_changes_nothing() -> None:
+    state = on_prompt(SessionState(), "r1", "hi")
+    assert on_answer(state, "r9", "x", max_tokens_budget=100) == state
+
+
+def test_pending_prompts_and_seen_ids_are_bounded() -> None:
+    state = SessionState()
+    for i in range(MAX_SEEN + 10):
+        state = on_prompt(state, f"r{i}", "p")
+    assert len(state.pending) == MAX_PENDING
+    assert state.pending[-1] == (f"r{MAX_SEEN + 9}", "p")
+    assert len(state.seen) == MAX_SEEN
+
+
+def test_the_budget_applies_to_answered_turns() -> None:
+    state = SessionState()
+    for i in range(5):
+        state = on_answer(
+            on_prompt(state, f"r{i}", f"q{i}"), f"r{i}", "a b c", max_tokens_budget=12
+        )
+    assert [u for u, _ in state.context.turns] == ["q3", "q4"]
+    assert state.context.dropped == 3
