@@ -4,12 +4,12 @@ scheduler decides which lane the specialist serves next.
 Lanes belong where the scarce resource is, the model calls, so they apply to tasks.
 Durable lanes need one topic per lane (``guardian.tasks_high.v1``,
 ``guardian.tasks.v1`` as the normal lane so one-lane deployments are unchanged,
-``guardian.tasks_low.v1``): a Kafka partition is FIFO, so pausing and resuming one
-shared topic can never let an urgent task overtake the backlog ahead of it in its
-partition. Per-lane consumer pause/resume is then how the stage applies this
-scheduler to the lane topics. The cost: three times the topics and consumer
-assignments. Per-request order survives, since all tasks of a request carry its
-priority, share a lane and are keyed by ``request_id``; per-lane lag is a metric.
+``guardian.tasks_low.v1``): a Kafka partition is FIFO, so no scheduling of one shared
+topic can let an urgent task overtake the backlog ahead of it in its partition. The
+specialist reads each lane topic a few tasks ahead and hands its model-call slots out
+with this scheduler (``streams.lanes``); the backlog stays in Kafka. The cost: three
+times the task topics and consumer assignments. Per-request order survives, since all
+tasks of a request carry its priority, share a lane and are keyed by ``request_id``.
 """
 
 from __future__ import annotations

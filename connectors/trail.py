@@ -22,7 +22,7 @@ from schemas.topics import TopicSpec, qualified
 
 REQUEST_SCOPED: tuple[TopicSpec, ...] = (
     topics.REQUESTS,
-    topics.TASKS,
+    *topics.TASK_LANES,
     topics.ANSWERS,
     topics.VERDICTS,
     topics.DEADLINES,

@@ -1,7 +1,7 @@
 """Every topic of the system, defined once: name, record, key, partitions, retention.
 
 Names follow ``guardian.<name>.v<major>``; nothing else in the code spells a
-topic name. One record type per topic.
+topic name. One record type per topic; tasks have one topic per priority lane.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def _spec(short: str, record: type[Event], key: str = "request_id", **kw: object
 
 REQUESTS = _spec("requests", RequestSubmitted, partitions=6)
 TASKS = _spec("tasks", TaskAssigned, partitions=6)
+"""The normal lane of tasks; with a single lane, every task."""
+TASKS_HIGH = _spec("tasks_high", TaskAssigned, partitions=6)
+TASKS_LOW = _spec("tasks_low", TaskAssigned, partitions=6)
+TASK_LANES: tuple[TopicSpec, ...] = (TASKS_HIGH, TASKS, TASKS_LOW)
+"""The task topics, most urgent first: one topic per priority lane, so the backlog of
+each lane waits in Kafka and an urgent task never queues behind a lower lane's."""
 ANSWERS = _spec("answers", SpecialistAnswered, partitions=6)
 VERDICTS = _spec("verdicts", VerdictIssued, partitions=6)
 RESPONSES = _spec("responses", ResponseDelivered, partitions=6)
@@ -85,7 +91,7 @@ ALERTS = _spec("alerts", AlertRaised, key="alert_id", partitions=1, retention_ms
 
 ALL: tuple[TopicSpec, ...] = (
     REQUESTS,
-    TASKS,
+    *TASK_LANES,
     ANSWERS,
     VERDICTS,
     RESPONSES,
@@ -103,7 +109,10 @@ ALL: tuple[TopicSpec, ...] = (
     CONTEXTS,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL}
-BY_RECORD: dict[str, TopicSpec] = {t.record.record_name: t for t in ALL}
+BY_RECORD: dict[str, TopicSpec] = {
+    t.record.record_name: t for t in ALL if t not in (TASKS_HIGH, TASKS_LOW)
+}
+"""The topic each record goes to; a task's lane topic is picked by its priority instead."""
 
 
 def qualified(spec: TopicSpec, namespace: str = "") -> str:

@@ -17,8 +17,9 @@ from connectors.resilient import ResilientLLM
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
-from schemas.request_events import ResponseDelivered
+from schemas.request_events import ResponseDelivered, TaskAssigned
 from schemas.topics import TopicSpec, qualified
+from streams.lanes import lane_topic
 from streams.metrics import Metrics
 from streams.settings import AppSettings
 
@@ -72,7 +73,11 @@ class Runtime:
         return self._topics[name]
 
     async def emit(self, event: Event, *, headers: dict[str, bytes] | None = None) -> None:
+        """Send ``event`` to its topic, keyed by its request; a task goes to the lane topic
+        of its priority (all tasks of a request share it, so their order holds)."""
         spec = topics.BY_RECORD[event.record_name]
+        if isinstance(event, TaskAssigned):
+            spec = lane_topic(event.priority, self.settings.worker.priority_lanes)
         await self.topic(spec).send(
             key=event.request_id.encode(), value=self.codec.encode(event), headers=headers
         )

@@ -55,6 +55,12 @@ class WorkerSettings(BaseSettings):
     lag_interval_s: float = Field(default=5.0, gt=0)
     producer_linger_ms: float = Field(default=0.0, ge=0)
     """How long the producer waits to batch records: throughput for latency."""
+    priority_lanes: int = Field(default=3, ge=1, le=3)
+    """Task lanes by request priority: 3 (high 7-9, normal 4-6, low 0-3), 2 (normal 5-9,
+    low 0-4) or 1 (every task in the normal lane). Workers serve every lane topic."""
+    priority_guard_every: int = Field(default=8, ge=2)
+    """Starvation guard: of this many model-call slots in a row given to a more urgent lane
+    while a lower lane waits, one goes to the lower lane."""
 
 
 class ModelSettings(BaseSettings):

@@ -1,5 +1,11 @@
 """specialist_stage: call the model for each task, concurrently, and record the answer
-(or the typed failure) before anything downstream depends on it."""
+(or the typed failure) before anything downstream depends on it.
+
+One stage per priority lane topic (``streams.lanes``); the stages share
+``specialist_concurrency`` model-call slots, granted most urgent lane first. Each
+lane stage reads twice that many tasks ahead, so when a slot frees, the lanes' next
+tasks are already waiting for it and the most urgent one gets it.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,38 @@ from collections.abc import Sequence
 from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
+from agents.priority import LaneScheduler
 from agents.prompts import build_messages
 from agents.specialist import answered
 from connectors.resilient import ChainOutcome
-from schemas import topics
 from schemas.request_events import Passage, TaskAssigned
+from schemas.topics import TopicSpec
+from streams.lanes import LANES, LaneMetrics, SlotPool, lane_slot
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
 
 def register(rt: Runtime) -> None:
-    source = rt.topic(topics.TASKS)
+    w = rt.settings.worker
+    pool = SlotPool(w.specialist_concurrency, LaneScheduler(len(LANES), w.priority_guard_every))
+    metrics = LaneMetrics(rt.metrics.registry)
+    for lane, (name, spec) in enumerate(LANES):
+        _register_lane(rt, pool, metrics, lane, name, spec)
 
-    @rt.app.agent(
-        source, name="specialist_stage", concurrency=rt.settings.worker.specialist_concurrency
-    )
+
+def _register_lane(
+    rt: Runtime, pool: SlotPool, metrics: LaneMetrics, lane: int, name: str, spec: TopicSpec
+) -> None:
+    async def in_slot(record: Record) -> None:
+        async with lane_slot(pool, metrics, lane, name):
+            await handle(rt, record)
+
+    # The normal lane keeps the single-lane stage's name.
+    stage_name = "specialist_stage" if name == "normal" else f"specialist_stage_{name}"
+
+    @rt.app.agent(rt.topic(spec), name=stage_name, concurrency=2 * pool.size)
     async def specialist_stage(stream: object) -> None:
-        await run(rt, "specialist", stream, lambda record: handle(rt, record))
+        await run(rt, "specialist", stream, in_slot)
 
 
 async def handle(rt: Runtime, record: Record) -> None:

@@ -1,0 +1,138 @@
+"""Priority lanes of the specialist: the lane topic a task is written to, and the pool of
+model-call slots the lane stages share, granted to the most urgent waiting lane first.
+
+The backlog waits in Kafka, one topic per lane; in-process, each lane stage holds only
+a few tasks (acked once answered, so a restart redelivers them), and a free slot goes
+to the lane ``LaneScheduler`` picks, FIFO within a lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agents.priority import LANE_NAMES, MAX_PRIORITY, LaneScheduler, lane_for, lane_name
+from schemas import topics
+from schemas.topics import TopicSpec
+
+LANES: tuple[tuple[str, TopicSpec], ...] = tuple(
+    zip(LANE_NAMES[len(topics.TASK_LANES)], topics.TASK_LANES, strict=True)
+)
+"""(name, topic) of every lane a worker serves, most urgent first."""
+_TOPIC_OF = dict(LANES)
+_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def lane_topic(priority: int, lanes: int = len(LANES)) -> TopicSpec:
+    """The topic of a task of ``priority`` when tasks are split into ``lanes`` lanes (1-3);
+    a priority outside 0..9 (a wider intake policy) counts as the nearest end."""
+    clamped = min(max(priority, 0), MAX_PRIORITY)
+    return _TOPIC_OF[lane_name(lane_for(clamped, lanes), lanes)]
+
+
+class SlotPool:
+    """``size`` slots shared by the lanes of ``scheduler``: a slot is granted at once when
+    one is free and nobody waits, else to the waiter of the lane the scheduler picks."""
+
+    def __init__(self, size: int, scheduler: LaneScheduler) -> None:
+        if size < 1:
+            raise ValueError(f"a pool needs at least one slot, got {size}")
+        self.size = size
+        self._free = size
+        self._scheduler = scheduler
+        self._waiters: list[deque[asyncio.Future[None]]] = [deque() for _ in range(scheduler.lanes)]
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def waiting(self, lane: int) -> int:
+        return sum(not f.done() for f in self._waiters[lane])
+
+    async def acquire(self, lane: int) -> None:
+        """Wait for a slot for ``lane``; the caller must ``release`` it."""
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[lane].append(granted)
+        self._grant()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted, but the waiter went away: hand the slot on
+            elif granted in self._waiters[lane]:
+                self._waiters[lane].remove(granted)
+            raise
+
+    def release(self) -> None:
+        if self._free >= self.size:
+            raise RuntimeError("released a slot that was never acquired")
+        self._free += 1
+        self._grant()
+
+    @asynccontextmanager
+    async def slot(self, lane: int) -> AsyncIterator[None]:
+        await self.acquire(lane)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def _grant(self) -> None:
+        while self._free > 0:
+            for queue in self._waiters:
+                while queue and queue[0].done():  # cancelled before its turn
+                    queue.popleft()
+            lane, self._scheduler = self._scheduler.next_lane([len(q) for q in self._waiters])
+            if lane is None:
+                return
+            self._free -= 1
+            self._waiters[lane].popleft().set_result(None)
+
+
+class LaneMetrics:
+    """Per-lane metrics of the specialist, on the worker's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tasks = Counter(
+            "guardian_specialist_lane_tasks_total",
+            "Tasks given a model-call slot, by priority lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "guardian_specialist_lane_waiting_tasks",
+            "Tasks read from a lane topic and waiting for a model-call slot, by lane.",
+            ["lane"],
+            registry=registry,
+        )
+        self.wait_seconds = Histogram(
+            "guardian_specialist_lane_wait_seconds",
+            "Time a task waited in-process for a model-call slot, by lane.",
+            ["lane"],
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+
+
+@asynccontextmanager
+async def lane_slot(
+    pool: SlotPool, metrics: LaneMetrics, lane: int, name: str
+) -> AsyncIterator[None]:
+    """A slot of ``pool`` for ``lane``, counted in ``metrics``."""
+    started = time.perf_counter()
+    metrics.waiting.labels(name).inc()
+    try:
+        await pool.acquire(lane)
+    finally:
+        metrics.waiting.labels(name).dec()
+    metrics.wait_seconds.labels(name).observe(time.perf_counter() - started)
+    metrics.tasks.labels(name).inc()
+    try:
+        yield
+    finally:
+        pool.release()
