@@ -22,6 +22,7 @@ from schemas.topics import TopicSpec, qualified
 
 REQUEST_SCOPED: tuple[TopicSpec, ...] = (
     topics.REQUESTS,
+    topics.CONTEXTS,
     *topics.TASK_LANES,
     topics.ANSWERS,
     topics.VERDICTS,
@@ -65,25 +66,44 @@ def _summary(e: Event) -> str:
     name = e.record_name
     if name == "RequestSubmitted":
         return f"prompt={_short(fields['prompt'])!r} priority={fields['priority']}"
+    if name == "ContextProvided":
+        return f"session={fields['session_id']} turns={fields['turns']} dropped={fields['dropped']}"
     if name == "TaskAssigned":
         critique = f" critique={_short(fields['critique'])!r}" if fields["critique"] else ""
-        return f"round {fields['round']} -> {fields['specialist']}@{fields['deployment']}{critique}"
+        return (
+            f"{_step(fields)} -> {fields['specialist']}@{fields['deployment']}"
+            f"{_routing(fields)}{critique}"
+        )
     if name == "SpecialistAnswered":
         body = fields["content"] if fields["status"] == "ok" else fields["error_kind"]
         return (
-            f"round {fields['round']} {fields['status']} model={fields['model']} "
+            f"{_step(fields)} {fields['status']} model={fields['model']} "
             f"{fields['latency_ms']:.0f}ms {_short(body)!r}"
         )
     if name == "VerdictIssued":
         verdict = "PASS" if fields["passed"] else "FAIL"
         scores = " ".join(f"{s['guardian']}={s['score']:.2f}" for s in fields["scores"])
-        return f"round {fields['round']} {verdict} score={fields['score']:.2f} [{scores}]"
+        return f"{_step(fields)} {verdict} score={fields['score']:.2f} [{scores}]"
     if name == "ResponseDelivered":
         return (
             f"{fields['status']} confidence={fields['confidence']:.2f} "
             f"rounds={fields['rounds']} best_round={fields['best_round']}"
         )
     return ""
+
+
+def _step(fields: dict[str, object]) -> str:
+    """``round 2``, or ``facts round 2`` for a subtask of a decomposed request."""
+    subtask = fields.get("subtask", "main")
+    prefix = "" if subtask == "main" else f"{subtask} "
+    return f"{prefix}round {fields['round']}"
+
+
+def _routing(fields: dict[str, object]) -> str:
+    """The router's reading of the request, on its first tasks."""
+    if fields["round"] != 1 or not fields.get("complexity_level"):
+        return ""
+    return f" [{fields['task_class']}, {fields['complexity_level']}]"
 
 
 def _short(text: str | None, width: int = 70) -> str:
