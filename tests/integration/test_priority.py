@@ -1,5 +1,5 @@
 """Priority lanes under saturation: high-priority requests sent after a backlog of
-low-priority ones are served before most of it.
+low-priority ones are served before most of it, also by a worker started after a crash.
 
 The worker has one model-call slot and its model is a real OpenAI-compatible server on
 loopback that holds every answer until the test opens a gate, so the backlog is built
@@ -65,17 +65,55 @@ def waiting_tasks(port: int) -> dict[str, float]:
     }
 
 
-async def wait_saturated(p: Pipeline, port: int, timeout_s: float = 60.0) -> None:
-    """Until the high lane has a task waiting for each of its readers (two per slot) and
-    the low lane one besides the one in the slot."""
+async def wait_saturated(p: Pipeline, port: int, timeout_s: float = 90.0) -> None:
+    """Until every reader of the high and low lanes (two per slot) holds a task: one is in
+    the slot, the other three wait for it."""
     deadline = time.monotonic() + timeout_s
     seen: dict[str, float] = {}
     while time.monotonic() < deadline:
         seen = await asyncio.to_thread(waiting_tasks, port)
-        if seen.get("high", 0) >= 2 and seen.get("low", 0) >= 1:
+        if seen.get("high", 0) + seen.get("low", 0) >= 3 and seen.get("high", 0) >= 1:
             return
         await asyncio.sleep(0.2)  # polling the metrics endpoint inside a deadline loop
     pytest.fail(f"the lanes never filled up: waiting {seen}\n{p.log()[-3000:]}")
+
+
+def start_worker(p: Pipeline, model: GatedModel, metrics_port: int) -> None:
+    p.start_worker(
+        GUARDIAN_MODEL_BACKEND="openai",
+        GUARDIAN_OPENAI_BASE_URL=f"{model.server.origin}/v1",
+        GUARDIAN_OPENAI_MODEL=MODEL,
+        GUARDIAN_GUARD_EMBEDDER="hashing",
+        GUARDIAN_GUARD_PII_CHECK="false",
+        GUARDIAN_REFINE_MAX_ROUNDS="1",
+        GUARDIAN_WORKER_SPECIALIST_CONCURRENCY="1",
+        GUARDIAN_WORKER_METRICS_PORT=str(metrics_port),
+    )
+
+
+async def backlog(
+    p: Pipeline, client: GuardianClient, model: GatedModel, metrics_port: int
+) -> tuple[set[str], set[str]]:
+    """Low-priority requests, then (once a low task holds the slot) high-priority ones;
+    returns once the lanes are full. The ids of the lows and of the highs."""
+    lows = [
+        await client.submit(f"low-{i}: What is the capital of country {i}?", priority=1)
+        for i in range(LOWS)
+    ]
+    await asyncio.wait_for(model.arrived.wait(), timeout=120)
+    highs = [
+        await client.submit(f"high-{i}: What is the capital of land {i}?", priority=9)
+        for i in range(HIGHS)
+    ]
+    await wait_saturated(p, metrics_port)
+    return {r.request_id for r in lows}, {r.request_id for r in highs}
+
+
+def assert_highs_first(served: list[str], *, first: int = 1) -> None:
+    """After the ``first`` calls already in the slot, the model saw the high tasks."""
+    highs = {f"high-{i}" for i in range(HIGHS)}
+    assert highs <= set(served[: first + HIGHS + 2]), served
+    assert {c for c in served if c.startswith("low")} == {f"low-{i}" for i in range(LOWS)}
 
 
 async def test_high_priority_requests_overtake_an_earlier_low_priority_backlog(
@@ -85,50 +123,48 @@ async def test_high_priority_requests_overtake_an_earlier_low_priority_backlog(
     metrics_port = free_port()
     async with model.server:
         with pipeline(kafka_bootstrap, tmp_path) as p:
-            p.start_worker(
-                GUARDIAN_MODEL_BACKEND="openai",
-                GUARDIAN_OPENAI_BASE_URL=f"{model.server.origin}/v1",
-                GUARDIAN_OPENAI_MODEL=MODEL,
-                GUARDIAN_GUARD_EMBEDDER="hashing",
-                GUARDIAN_GUARD_PII_CHECK="false",
-                GUARDIAN_REFINE_MAX_ROUNDS="1",
-                GUARDIAN_WORKER_SPECIALIST_CONCURRENCY="1",
-                GUARDIAN_WORKER_METRICS_PORT=str(metrics_port),
-            )
+            start_worker(p, model, metrics_port)
             async with GuardianClient(p.kafka) as client:
-                lows = [
-                    await client.submit(f"low-{i}: What is the capital of country {i}?", priority=1)
-                    for i in range(LOWS)
-                ]
-                # The one slot is taken by a low task whose answer is held back.
-                await asyncio.wait_for(model.arrived.wait(), timeout=120)
-                highs = [
-                    await client.submit(f"high-{i}: What is the capital of land {i}?", priority=9)
-                    for i in range(HIGHS)
-                ]
-                await wait_saturated(p, metrics_port)
+                lows, highs = await backlog(p, client, model, metrics_port)
                 model.gate.set()
-                ids = {r.request_id for r in lows + highs}
                 responses = await read_until(
-                    p, topics.RESPONSES, ResponseDelivered, covers(ids), timeout_s=120
+                    p, topics.RESPONSES, ResponseDelivered, covers(lows | highs), timeout_s=120
                 )
                 high_lane = await read_until(p, topics.TASKS_HIGH, TaskAssigned, bool, timeout_s=0)
                 low_lane = await read_until(p, topics.TASKS_LOW, TaskAssigned, bool, timeout_s=0)
 
-    high_ids = {r.request_id for r in highs}
-    assert {t.request_id for t in high_lane} == high_ids, "high tasks went to the high lane"
-    assert {t.request_id for t in low_lane} == {r.request_id for r in lows}
+    assert {t.request_id for t in high_lane} == highs, "high tasks went to the high lane"
+    assert {t.request_id for t in low_lane} == lows
     finished = [r.request_id for r in sorted(responses, key=lambda r: r.occurred_at)]
     assert len(finished) == LOWS + HIGHS, "one response per request"
-    for rid in high_ids:
-        lows_after = sum(other not in high_ids for other in finished[finished.index(rid) :])
+    for rid in highs:
+        lows_after = sum(other in lows for other in finished[finished.index(rid) :])
         assert lows_after >= LOWS - 4, (
             f"a high-priority request waited behind the backlog: {finished}"
         )
-    # The model saw the first low task (holding the slot), then the high ones.
-    served = model.calls
-    assert served[0].startswith("low"), served
-    assert {c for c in served[: 1 + HIGHS + 2] if c.startswith("high")} == {
-        f"high-{i}" for i in range(HIGHS)
-    }, served
-    assert sum(c.startswith("low") for c in served) == LOWS, "each task called the model once"
+    assert model.calls[0].startswith("low"), model.calls
+    assert_highs_first(model.calls)
+    assert len(model.calls) == LOWS + HIGHS, "each task called the model once"
+
+
+async def test_the_lanes_outlive_a_crashed_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A worker killed with both lanes full answered nothing; the backlog waited in Kafka,
+    and the next worker serves the high lane first."""
+    model = GatedModel()
+    async with model.server:
+        with pipeline(kafka_bootstrap, tmp_path) as p:
+            start_worker(p, model, first_port := free_port())
+            async with GuardianClient(p.kafka) as client:
+                lows, highs = await backlog(p, client, model, first_port)
+                p.kill9(p.workers[0])
+                before = len(model.calls)
+                model.arrived.clear()
+                start_worker(p, model, second_port := free_port())
+                await asyncio.wait_for(model.arrived.wait(), timeout=120)
+                await wait_saturated(p, second_port)
+                model.gate.set()
+                responses = await read_until(
+                    p, topics.RESPONSES, ResponseDelivered, covers(lows | highs), timeout_s=120
+                )
+    assert {r.request_id for r in responses} == lows | highs, "no request was lost"
+    assert_highs_first(model.calls[before:])
