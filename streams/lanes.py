@@ -14,18 +14,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from agents.priority import LANE_NAMES, MAX_PRIORITY, LaneScheduler, lane_for, lane_name
 from schemas import topics
 from schemas.topics import TopicSpec
+from streams.metrics import Metrics
 
 LANES: tuple[tuple[str, TopicSpec], ...] = tuple(
     zip(LANE_NAMES[len(topics.TASK_LANES)], topics.TASK_LANES, strict=True)
 )
 """(name, topic) of every lane a worker serves, most urgent first."""
 _TOPIC_OF = dict(LANES)
-_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 def lane_topic(priority: int, lanes: int = len(LANES)) -> TopicSpec:
@@ -94,44 +92,17 @@ class SlotPool:
             self._waiters[lane].popleft().set_result(None)
 
 
-class LaneMetrics:
-    """Per-lane metrics of the specialist, on the worker's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.tasks = Counter(
-            "guardian_specialist_lane_tasks_total",
-            "Tasks given a model-call slot, by priority lane.",
-            ["lane"],
-            registry=registry,
-        )
-        self.waiting = Gauge(
-            "guardian_specialist_lane_waiting_tasks",
-            "Tasks read from a lane topic and waiting for a model-call slot, by lane.",
-            ["lane"],
-            registry=registry,
-        )
-        self.wait_seconds = Histogram(
-            "guardian_specialist_lane_wait_seconds",
-            "Time a task waited in-process for a model-call slot, by lane.",
-            ["lane"],
-            buckets=_WAIT_BUCKETS,
-            registry=registry,
-        )
-
-
 @asynccontextmanager
-async def lane_slot(
-    pool: SlotPool, metrics: LaneMetrics, lane: int, name: str
-) -> AsyncIterator[None]:
-    """A slot of ``pool`` for ``lane``, counted in ``metrics``."""
+async def lane_slot(pool: SlotPool, metrics: Metrics, lane: int, name: str) -> AsyncIterator[None]:
+    """A slot of ``pool`` for ``lane``, counted in ``metrics`` under the lane's ``name``."""
     started = time.perf_counter()
-    metrics.waiting.labels(name).inc()
+    metrics.lane_waiting.labels(name).inc()
     try:
         await pool.acquire(lane)
     finally:
-        metrics.waiting.labels(name).dec()
-    metrics.wait_seconds.labels(name).observe(time.perf_counter() - started)
-    metrics.tasks.labels(name).inc()
+        metrics.lane_waiting.labels(name).dec()
+    metrics.lane_wait_seconds.labels(name).observe(time.perf_counter() - started)
+    metrics.lane_tasks.labels(name).inc()
     try:
         yield
     finally:

@@ -43,6 +43,7 @@ class Metrics:
             registry=r,
         )
         self._model_metrics(r)
+        self._lane_metrics(r)
         self._decision_metrics(r)
 
     def _model_metrics(self, r: CollectorRegistry) -> None:
@@ -63,6 +64,27 @@ class Metrics:
             "guardian_specialist_tokens_total",
             "Tokens used, by model and kind.",
             ["model", "kind"],
+            registry=r,
+        )
+
+    def _lane_metrics(self, r: CollectorRegistry) -> None:
+        self.lane_tasks = Counter(
+            "guardian_specialist_lane_tasks_total",
+            "Tasks given a model-call slot, by priority lane.",
+            ["lane"],
+            registry=r,
+        )
+        self.lane_waiting = Gauge(
+            "guardian_specialist_lane_waiting_tasks",
+            "Tasks read from a lane topic and waiting for a model-call slot, by lane.",
+            ["lane"],
+            registry=r,
+        )
+        self.lane_wait_seconds = Histogram(
+            "guardian_specialist_lane_wait_seconds",
+            "Time a task waited in the worker for a model-call slot, by lane.",
+            ["lane"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
 

@@ -22,7 +22,7 @@ from agents.specialist import answered
 from connectors.resilient import ChainOutcome
 from schemas.request_events import Passage, TaskAssigned
 from schemas.topics import TopicSpec
-from streams.lanes import LANES, LaneMetrics, SlotPool, lane_slot
+from streams.lanes import LANES, SlotPool, lane_slot
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
@@ -30,16 +30,13 @@ from streams.stage import Record, run
 def register(rt: Runtime) -> None:
     w = rt.settings.worker
     pool = SlotPool(w.specialist_concurrency, LaneScheduler(len(LANES), w.priority_guard_every))
-    metrics = LaneMetrics(rt.metrics.registry)
     for lane, (name, spec) in enumerate(LANES):
-        _register_lane(rt, pool, metrics, lane, name, spec)
+        _register_lane(rt, pool, lane, name, spec)
 
 
-def _register_lane(
-    rt: Runtime, pool: SlotPool, metrics: LaneMetrics, lane: int, name: str, spec: TopicSpec
-) -> None:
+def _register_lane(rt: Runtime, pool: SlotPool, lane: int, name: str, spec: TopicSpec) -> None:
     async def in_slot(record: Record) -> None:
-        async with lane_slot(pool, metrics, lane, name):
+        async with lane_slot(pool, rt.metrics, lane, name):
             await handle(rt, record)
 
     # The normal lane keeps the single-lane stage's name.

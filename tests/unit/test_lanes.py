@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from agents.priority import LaneScheduler
 from schemas import topics
-from streams.lanes import LANES, LaneMetrics, SlotPool, lane_slot, lane_topic
+from streams.lanes import LANES, SlotPool, lane_slot, lane_topic
+from streams.metrics import Metrics
 
 HIGH, NORMAL, LOW = 0, 1, 2
 
@@ -166,7 +167,7 @@ def test_releasing_a_slot_never_acquired_is_an_error() -> None:
 
 async def test_lane_metrics_count_waiting_and_granted_tasks() -> None:
     registry = CollectorRegistry()
-    metrics = LaneMetrics(registry)
+    metrics = Metrics(registry)
     pool = SlotPool(1, LaneScheduler())
 
     def sample(name: str, lane: str) -> float | None:
@@ -183,6 +184,6 @@ async def test_lane_metrics_count_waiting_and_granted_tasks() -> None:
     assert pool.free == 1
 
 
-async def _hold(pool: SlotPool, metrics: LaneMetrics) -> None:
+async def _hold(pool: SlotPool, metrics: Metrics) -> None:
     async with lane_slot(pool, metrics, HIGH, "high"):
         assert pool.free == 0
