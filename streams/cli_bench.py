@@ -1,4 +1,5 @@
-"""``guardian bench``: pipeline and raw-Kafka baseline under open-loop load, in one run.
+"""``guardian bench``: pipeline and raw-Kafka baseline under open-loop load, in one run;
+``guardian bench priority``: latency per priority lane at saturation (``bench.priority``).
 
 Each system gets a step-load sweep to find its sustainable rate (every request
 answered, p99 under a bound), then repeated runs at half that rate for latency;
@@ -11,30 +12,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from connectors import broker
 from connectors.client import GuardianClient
 from schemas import topics
-from streams.app import app_id
 from streams.bench.cpu import CpuMeter
 from streams.bench.loadgen import RunResult, Target, run_load
 from streams.bench.micro import run_micro
+from streams.bench.priority import DEFAULT_MIX, Plan, parse_mix, run_priority_bench
+from streams.bench.procs import spawn, stop, wait_for_group, wait_for_line
 from streams.settings import AppSettings
 from streams.worker import provision
 
@@ -53,6 +50,47 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--out", type=Path, default=Path(".run/bench"))
     bench.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
     bench.set_defaults(handler=_bench)
+    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority}")
+    _add_priority_command(kinds)
+
+
+def _add_priority_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prio = kinds.add_parser("priority", help="latency per priority lane, one worker at saturation")
+    prio.add_argument("--slots", type=int, default=2, help="model calls at once")
+    prio.add_argument("--model-latency-ms", type=float, default=100.0)
+    prio.add_argument("--overload", type=float, default=1.5, help="load / model capacity")
+    prio.add_argument("--seconds", type=float, default=15.0, help="length of the load")
+    prio.add_argument("--mix", default=DEFAULT_MIX, help="priority:share items")
+    prio.add_argument("--partitions", type=int, default=6)
+    prio.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the same load once more with a single lane (FIFO), for reference",
+    )
+    prio.add_argument("--out", type=Path, default=Path(".run/bench"))
+    prio.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
+    prio.set_defaults(handler=_bench_priority)
+
+
+def _bench_priority(args: argparse.Namespace) -> int:
+    plan = Plan(
+        slots=args.slots,
+        model_latency_ms=args.model_latency_ms,
+        overload=args.overload,
+        seconds=3.0 if args.smoke else args.seconds,
+        mix=parse_mix(args.mix),
+        partitions=args.partitions,
+        compare=args.compare and not args.smoke,
+    )
+    results = asyncio.run(run_priority_bench(AppSettings.load(), plan, args.out, _progress))
+    results["machine"] = _machine()
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"priority-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    _print_priority_summary(results)
+    print(f"\nresults written to {path}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -112,7 +150,7 @@ async def _measure_baseline(
 ) -> dict[str, Any]:
     chain = [f"{settings.kafka.topic_namespace}.baseline.hop{i}" for i in range(5)]
     _create_topics(settings, chain, args.partitions)
-    proc = _spawn(
+    proc = spawn(
         [
             sys.executable,
             "-m",
@@ -127,12 +165,12 @@ async def _measure_baseline(
         Path(args.out) / "baseline.log",
     )
     try:
-        await _wait_for_line(Path(args.out) / "baseline.log", "baseline ready", proc)
+        await wait_for_line(Path(args.out) / "baseline.log", "baseline ready", proc)
         target = Target(settings.kafka.bootstrap_servers, chain[0], chain[-1], args.partitions)
         await _warm_up(target, rates)
         return await _sweep_and_repeat(target, args, rates, {"baseline": proc.pid})
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 async def _measure_pipeline(
@@ -159,11 +197,11 @@ async def _measure_pipeline(
     cmd = [sys.executable, "-m", "streams.cli", "worker", "--namespace"]
     cmd += [settings.kafka.topic_namespace]
     procs = [
-        _spawn(cmd, Path(args.out) / f"worker-{int(model_latency_ms)}-{i}.log", env)
+        spawn(cmd, Path(args.out) / f"worker-{int(model_latency_ms)}-{i}.log", env)
         for i in range(args.workers)
     ]
     try:
-        await _wait_for_group(settings, args.workers, procs)
+        await wait_for_group(settings, args.workers, procs)
         async with GuardianClient(settings.kafka) as client:
             await client.ask("warm up", timeout_s=180)
         ns = settings.kafka.topic_namespace
@@ -183,25 +221,7 @@ async def _measure_pipeline(
         return await _sweep_and_repeat(target, args, rates, pids)
     finally:
         for proc in procs:
-            _stop(proc)
-
-
-async def _wait_for_group(
-    settings: AppSettings, members: int, procs: list[subprocess.Popen[bytes]]
-) -> None:
-    """Until every worker holds partitions: a worker joining later would rebalance mid-run."""
-    admin = AdminClient(settings.kafka.confluent())
-    group = app_id(settings)
-    deadline = time.monotonic() + 180
-    while True:
-        future = admin.describe_consumer_groups([group])[group]
-        with contextlib.suppress(KafkaException):  # the group does not exist yet
-            described = await asyncio.to_thread(future.result, 10)
-            if described.state == ConsumerGroupState.STABLE and len(described.members) == members:
-                return
-        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-            raise RuntimeError(f"consumer group {group} never had {members} stable members")
-        await asyncio.sleep(0.5)  # polling the group inside a deadline loop
+            stop(proc)
 
 
 async def _warm_up(target: Target, rates: list[float]) -> None:
@@ -281,33 +301,6 @@ def _create_topics(settings: AppSettings, names: list[str], partitions: int) -> 
         future.result(timeout=30)
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    full_env = None if env is None else {**os.environ, **env}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
-        )
-
-
-async def _wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while line not in (text := await asyncio.to_thread(log.read_text, errors="replace")):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{log} never said {line!r}:\n{text[-2000:]}")
-        await asyncio.sleep(0.1)  # polling a log file inside a deadline loop
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 def _print_summary(results: dict[str, Any]) -> None:
     print("\n== summary")
     for name in ("baseline", "pipeline"):
@@ -321,3 +314,27 @@ def _print_summary(results: dict[str, Any]) -> None:
     print(f"pipeline with {slow['model_latency_ms']:.0f} ms model: {_brief(slow['runs'][0])}")
     print(f"ratios: {results['ratios']}")
     print("micro (us/call): " + ", ".join(f"{k} {v}" for k, v in results["micro_us"].items()))
+
+
+def _progress(line: str) -> None:
+    print(f"   {line}", file=sys.stderr, flush=True)
+
+
+def _print_priority_summary(results: dict[str, Any]) -> None:
+    plan = results["plan"]
+    print(
+        f"\n== priority at saturation: {plan['slots']} slots x {plan['model_latency_ms']:.0f} ms"
+        f" model, {plan['rate']:.0f} req/s offered ({plan['overload']}x capacity)"
+        f" for {plan['seconds']:.0f} s"
+    )
+    for run in results["runs"].values():
+        print(
+            f"{run['lanes']} lane(s): {run['received']}/{run['sent']} answered,"
+            f" {run['throughput']}/s over send and drain"
+        )
+        print(f"  {'lane':<8}{'requests':>9}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
+        for name, lat in run["by_lane"].items():
+            print(
+                f"  {name:<8}{lat['requests']:>9}{lat['p50']:>10.1f}{lat['p95']:>10.1f}"
+                f"{lat['p99']:>10.1f}"
+            )

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ class Latencies:
 
     def summary_ms(self) -> dict[str, float]:
         h = self.hist
-        pct = {f"p{p:g}": h.get_value_at_percentile(p) / 1000 for p in (50, 90, 99, 99.9)}
+        pct = {f"p{p:g}": h.get_value_at_percentile(p) / 1000 for p in (50, 90, 95, 99, 99.9)}
         return pct | {"max": h.get_max_value() / 1000, "mean": h.get_mean_value() / 1000}
 
 
@@ -44,6 +45,8 @@ class RunResult:
     send_seconds: float
     elapsed_seconds: float
     latencies: Latencies
+    by_priority: dict[int, Latencies] = field(default_factory=dict)
+    """The same latencies split by request priority (when the run set priorities)."""
 
     @property
     def throughput(self) -> float:
@@ -76,22 +79,28 @@ async def run_load(
     seconds: float,
     drain_s: float = 30.0,
     prompt: Callable[[int], str] | None = None,
+    priority: Callable[[int], int] | None = None,
 ) -> RunResult:
-    """Send ``rate`` requests per second for ``seconds`` and wait for their answers."""
+    """Send ``rate`` requests per second for ``seconds`` and wait for their answers;
+    request ``i`` has ``priority(i)`` (default: the request's default) and its latency
+    is also counted under it."""
     codec = Codec()
     run = uuid.uuid4().hex[:8]  # prompts never repeat across runs
     prompt = prompt or (lambda i: f"What is the capital of country number {i} ({run})?")
-    intended: dict[str, float] = {}
+    intended: dict[str, tuple[float, int | None]] = {}
     latencies = Latencies()
+    by_priority: dict[int, Latencies] = defaultdict(Latencies)
     done = asyncio.Event()
     total = int(rate * seconds)
     consumer = await _open_tail(target)
-    collector = asyncio.create_task(_collect(consumer, codec, intended, latencies, total, done))
+    collector = asyncio.create_task(
+        _collect(consumer, codec, intended, (latencies, by_priority), total, done)
+    )
     producer = AIOKafkaProducer(bootstrap_servers=target.bootstrap, linger_ms=1, acks=1)
     await producer.start()
     try:
         started = time.perf_counter()
-        await _send_schedule(producer, codec, target, intended, rate, total, prompt)
+        await _send_schedule(producer, codec, target, intended, rate, total, (prompt, priority))
         send_seconds = time.perf_counter() - started
         await producer.flush()
         with contextlib.suppress(TimeoutError):  # what did not arrive counts as lost
@@ -103,18 +112,19 @@ async def run_load(
         await producer.stop()
         await consumer.stop()
     received = total - len(intended)
-    return RunResult(rate, total, received, send_seconds, elapsed, latencies)
+    return RunResult(rate, total, received, send_seconds, elapsed, latencies, dict(by_priority))
 
 
 async def _send_schedule(
     producer: AIOKafkaProducer,
     codec: Codec,
     target: Target,
-    intended: dict[str, float],
+    intended: dict[str, tuple[float, int | None]],
     rate: float,
     total: int,
-    prompt: Callable[[int], str],
+    shape: tuple[Callable[[int], str], Callable[[int], int] | None],
 ) -> None:
+    prompt, priority = shape
     t0 = time.perf_counter()
     for i in range(total):
         due = t0 + i / rate
@@ -122,9 +132,14 @@ async def _send_schedule(
         if delay > 0:
             await asyncio.sleep(delay)  # the schedule itself: open-loop pacing
         rid = uuid.uuid4().hex
-        intended[rid] = due
+        level = priority(i) if priority is not None else None
+        intended[rid] = (due, level)
         request = RequestSubmitted(
-            event_id=rid, request_id=rid, occurred_at=datetime.now(UTC), prompt=prompt(i)
+            event_id=rid,
+            request_id=rid,
+            occurred_at=datetime.now(UTC),
+            prompt=prompt(i),
+            **({} if level is None else {"priority": level}),
         )
         await producer.send(target.in_topic, codec.encode(request), key=rid.encode())
 
@@ -143,8 +158,8 @@ async def _open_tail(target: Target) -> AIOKafkaConsumer:
 async def _collect(
     consumer: AIOKafkaConsumer,
     codec: Codec,
-    intended: dict[str, float],
-    latencies: Latencies,
+    intended: dict[str, tuple[float, int | None]],
+    sinks: tuple[Latencies, dict[int, Latencies]],
     total: int,
     done: asyncio.Event,
 ) -> None:
@@ -158,8 +173,11 @@ async def _collect(
                     rid = codec.decode_any(record.value).request_id
                 except DecodeError:
                     continue
-                due = intended.pop(rid, None)
-                if due is not None:
-                    latencies.record(now - due)
+                sent = intended.pop(rid, None)
+                if sent is not None:
+                    due, level = sent
+                    sinks[0].record(now - due)
+                    if level is not None:
+                        sinks[1][level].record(now - due)
                     seen += 1
     done.set()

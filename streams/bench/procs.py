@@ -1,0 +1,63 @@
+"""Processes of a benchmark run: spawn with a log, wait for a log line or a stable
+consumer group, stop (SIGTERM, then SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from streams.app import app_id
+from streams.settings import AppSettings
+
+
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    full_env = None if env is None else {**os.environ, **env}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
+
+
+async def wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while line not in (text := await asyncio.to_thread(log.read_text, errors="replace")):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{log} never said {line!r}:\n{text[-2000:]}")
+        await asyncio.sleep(0.1)  # polling a log file inside a deadline loop
+
+
+async def wait_for_group(
+    settings: AppSettings, members: int, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until every worker holds partitions: a worker joining later would rebalance mid-run."""
+    admin = AdminClient(settings.kafka.confluent())
+    group = app_id(settings)
+    deadline = time.monotonic() + 180
+    while True:
+        future = admin.describe_consumer_groups([group])[group]
+        with contextlib.suppress(KafkaException):  # the group does not exist yet
+            described = await asyncio.to_thread(future.result, 10)
+            if described.state == ConsumerGroupState.STABLE and len(described.members) == members:
+                return
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            raise RuntimeError(f"consumer group {group} never had {members} stable members")
+        await asyncio.sleep(0.5)  # polling the group inside a deadline loop
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
