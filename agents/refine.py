@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
@@ -151,6 +151,34 @@ class RequestState(BaseModel):
             for r in self.runs
             if r.started and not r.done and r.current_task is not None
         )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_loop_layout(cls, data: Any) -> Any:
+        """Read a state stored before requests had subtasks: its one loop (``round``,
+        ``current_task``, ``attempts`` at the top) becomes the ``main`` run."""
+        if not isinstance(data, dict) or not {"round", "current_task", "attempts"} & data.keys():
+            return data
+        data = dict(data)
+        round_, task = data.pop("round", 0), data.pop("current_task", None)
+        attempts = data.pop("attempts", ())
+        if not isinstance(task, dict):
+            return data
+        data.setdefault("prompt", task.get("instruction", ""))
+        data.setdefault("answer_format", task.get("answer_format", "text"))
+        data.setdefault("priority", task.get("priority", 5))
+        main = {
+            "subtask": "main",
+            "specialist": task.get("specialist", "general"),
+            "instruction": task.get("instruction", ""),
+            "deployment": task.get("deployment", ""),
+            "degraded_route": task.get("degraded_route", False),
+            "round": round_,
+            "current_task": task,
+            "attempts": attempts,
+        }
+        data["runs"] = [main]
+        return data
 
     def run(self, subtask: str) -> SubtaskRun | None:
         return next((r for r in self.runs if r.subtask == subtask), None)
@@ -492,7 +520,8 @@ def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Ste
         tenant=state.tenant,
         session_id=state.session_id,
     )
-    return Step(state=state.model_copy(update={"final": response}), response=response)
+    done = state.model_copy(update={"final": response, "awaiting": None})
+    return Step(state=done, response=response)
 
 
 def _unsettled(state: RequestState) -> str:

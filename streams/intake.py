@@ -84,10 +84,18 @@ async def handle(rt: Runtime, record: Record) -> None:
 async def with_context(rt: Runtime, provided: ContextProvided) -> None:
     """The session context of a request held for it: now plan the request."""
     state = load_state(rt, provided.request_id)
-    if state is None or state.awaiting is None:
-        _log.debug("context for %s is not awaited (answered already)", provided.request_id)
-        return
-    await answer_or_begin(rt, state.awaiting, state.payload_digest, provided.context)
+    if state is None:
+        raise StageError("unknown_request", f"no request state for {provided.request_id}")
+    if state.final is not None:
+        # Answered already (or timed out waiting): the same answer, never a second one.
+        await sessions.send_answer(rt, state, state.final)
+        await rt.emit(state.final)
+    elif state.awaiting is not None:
+        await answer_or_begin(rt, state.awaiting, state.payload_digest, provided.context)
+    elif not any(run.attempts for run in state.runs):
+        # Planned, but nothing answered yet: a crash may have lost the first tasks.
+        for task in state.open_tasks:
+            await rt.emit(task)
 
 
 async def answer_or_begin(
@@ -97,8 +105,8 @@ async def answer_or_begin(
     hit = await answer_cache.lookup(rt, request, context)
     if hit is not None:
         state = refine.closed(request, digest, hit)
-        save_state(rt, state)
         await sessions.send_answer(rt, state, hit)
+        save_state(rt, state)
         await rt.emit(hit)
         rt.metrics.cache_hits.inc()
         rt.count_response(hit)
@@ -141,6 +149,7 @@ async def _resent(
             f"request {request.request_id} was already submitted with a different payload",
         )
     if known.final is not None:
+        await sessions.send_answer(rt, known, known.final)
         await rt.emit(known.final)
     elif known.request_event_id == request.event_id and known.awaiting is not None:
         await sessions.send_prompt(rt, known.awaiting)  # the same turn: counted once

@@ -95,12 +95,16 @@ async def handle(rt: Runtime, record: Record) -> None:
         step = refine.on_verdict(state, event, now, config_for(rt.config, state.variant))
     else:
         step = refine.on_deadline(state, now)
+    if step.response is not None:
+        # The session gets the answer before anything else sees it; again on a
+        # redelivery (the context maintainer counts it once), since a crash may have
+        # come between saving the final state and the broker taking the turn.
+        await sessions.send_answer(rt, step.state, step.response)
     if step.state != state:
         save_state(rt, step.state)
         if step.response is not None:
             rt.count_response(step.response)
             await answer_cache.store(rt, step.state, step.response)
-            await sessions.send_answer(rt, step.state, step.response)
     for task in step.tasks:
         await rt.emit(task)
     if step.response is not None:

@@ -4,10 +4,15 @@ request's oldest task still waiting for its verdict was assigned."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+
+from pydantic import ValidationError
 
 from agents.refine import RequestState
 from streams.runtime import Runtime
+
+_log = logging.getLogger(__name__)
 
 
 def load_state(rt: Runtime, request_id: str) -> RequestState | None:
@@ -39,8 +44,12 @@ def reindex(rt: Runtime) -> None:
     """Rebuild the indexes from the local table (after recovery or a rebalance)."""
     rt.open_deadlines.clear()
     rt.open_tasks.clear()
-    for raw in list(rt.table.values()):
-        state = RequestState.model_validate_json(raw)
+    for key, raw in list(rt.table.items()):
+        try:
+            state = RequestState.model_validate_json(raw)
+        except ValidationError as exc:
+            _log.error("refinement table entry %r is unreadable, not indexed: %s", key, exc)
+            continue
         if not state.done:
             _index(rt, state)
 

@@ -99,8 +99,8 @@ async def send_prompt(rt: Runtime, request: RequestSubmitted) -> None:
 async def send_answer(rt: Runtime, state: RequestState, response: ResponseDelivered) -> None:
     """Write a session request's final answer to its session, and wait until the
     broker has it: only then may the response go out."""
-    if state.session_id is None:
-        return
+    if state.session_id is None or response.status == "rejected":
+        return  # a rejected request never wrote its prompt to the session
     await _send(
         rt,
         SessionTurn(
