@@ -20,7 +20,15 @@ from typing import Final, Literal
 from agents.config import GuardianPolicy, PipelineConfig
 from agents.guardian import Signals, judge, verdict_for
 from agents.intake import payload_digest, validate
-from agents.refine import RequestState, Step, on_deadline, on_verdict, rejected, start
+from agents.refine import (
+    RequestState,
+    Step,
+    awaiting_context,
+    on_deadline,
+    on_verdict,
+    rejected,
+    start,
+)
 from agents.router import route_request
 from schemas.envelope import Event
 from schemas.request_events import (
@@ -135,16 +143,26 @@ def replay(
     """Feed intake, then every recorded verdict and deadline, through the decision functions.
 
     ``verdicts`` replaces recorded verdicts by event id (a what-if); ``max_rounds`` caps
-    the request's rounds. None when the log lacks the request or intake's decision.
+    the request's rounds. None when the log lacks the request or intake's decision, and
+    for a cache hit (its decision is the copied answer's, audited with that request).
     """
     request, at = recorded.request, recorded.intake_time
     if request is None or at is None:
         return None
-    rejection = validate(request, at, config.intake)
+    if recorded.response is not None and recorded.response.cache_hit:
+        return None  # decided by the answer it copies (``cached_from``), not by these events
+    firsts = {s: t for (s, round_), t in recorded.tasks.items() if round_ == 1}
+    held = request.session_id is not None
+    if held and firsts:
+        # Validated before its context came: no later than the request and its tasks.
+        rejection = validate(request, min(at, request.occurred_at), config.intake)
+    else:
+        rejection = validate(request, at, config.intake)
     if rejection is not None:
         code, reason = rejection.code.value, rejection.reason
         return Replayed(rejected(request, code, reason, at, config.version), {})
-    firsts = {s: t for (s, round_), t in recorded.tasks.items() if round_ == 1}
+    if held and not firsts:
+        return _timed_out_waiting(recorded, request, config)
     context = next(iter(firsts.values())).context if firsts else ()
     plan = route_request(request.prompt, context, decompose=config.routing.decompose)
     routes = {s: (t.deployment, t.degraded_route) for s, t in firsts.items()}
@@ -173,6 +191,23 @@ def replay(
             tasks.setdefault((task.subtask, task.round), task)
         state = step.state
     return Replayed(state.final, tasks)
+
+
+def _timed_out_waiting(
+    recorded: Recorded, request: RequestSubmitted, config: PipelineConfig
+) -> Replayed:
+    """A session request whose deadline passed before its context came: held, then
+    finalized by the recorded deadline (its deadline is the one that event names)."""
+    deadlines = [e for e in recorded.inputs if isinstance(e, DeadlinePassed)]
+    at = request.occurred_at
+    state = awaiting_context(request, payload_digest(request), at, config)
+    for passed in deadlines:
+        state = state.model_copy(update={"deadline_at": passed.deadline_at})
+        emitted = recorded.response.occurred_at if recorded.response else passed.occurred_at
+        step = on_deadline(state, max(passed.occurred_at, emitted))
+        if step.response is not None:
+            return Replayed(step.response, {})
+    return Replayed(None, {})
 
 
 def _decide(

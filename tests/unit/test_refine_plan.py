@@ -7,12 +7,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents.config import PipelineConfig
-from agents.refine import RequestState, Step, on_deadline, on_verdict, start
+from agents.refine import RequestState, Step, awaiting_context, on_deadline, on_verdict, start
 from agents.replay import compare, rederive
 from agents.router import Plan, route_request
 from agents.specialists import ROLES
 from schemas.envelope import Event
-from schemas.request_events import RequestSubmitted, TaskAssigned, VerdictIssued
+from schemas.request_events import (
+    DeadlinePassed,
+    RequestSubmitted,
+    ResponseDelivered,
+    TaskAssigned,
+    VerdictIssued,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 CONFIG = PipelineConfig(version=2)
@@ -261,3 +267,31 @@ def test_replay_rederives_a_decomposed_request_without_divergence() -> None:
     ]
     fields = [d.field for d in compare(tampered, CONFIG) or []]
     assert "task[synthesis/1].instruction" in fields
+
+
+def test_replay_rederives_a_session_request_that_timed_out_waiting_for_its_context() -> None:
+    request = submitted(session_id="s-1", prompt="What did I say?")
+    held = awaiting_context(request, "d" * 64, T0, CONFIG)
+    passed = DeadlinePassed(
+        event_id="d", request_id="req-9", occurred_at=held.deadline_at, deadline_at=held.deadline_at
+    )
+    final = on_deadline(held, held.deadline_at).response
+    assert final is not None
+    assert final.status == "timeout"
+    events: list[Event] = [request, passed, final]
+    assert rederive(events, CONFIG) == final
+    assert compare(events, CONFIG) == []
+
+
+def test_replay_leaves_a_cache_hit_to_the_answer_it_copies() -> None:
+    request = submitted(prompt="What is the capital of France?")
+    hit = ResponseDelivered(
+        event_id="r",
+        request_id="req-9",
+        occurred_at=T0,
+        status="passed",
+        content="Paris",
+        cache_hit=True,
+        cached_from="other",
+    )
+    assert compare([request, hit], CONFIG) is None
