@@ -221,7 +221,6 @@ def start(
     """Accept a validated request: record its plan (one ``main`` subtask when none is
     given) and assign round 1 of every subtask without dependencies. A subtask goes to
     its entry in ``routes``, else to ``deployment``."""
-    timeout = timedelta(seconds=config.refine.default_timeout_s)
     routed = plan is not None
     plan = plan or single_plan(request.prompt)
     routes = routes or {}
@@ -236,25 +235,15 @@ def start(
         )
         for s in plan.subtasks
     )
-    state = RequestState(
-        request_id=request.request_id,
-        request_event_id=request.event_id,
-        payload_digest=digest,
-        submitted_at=request.occurred_at,
-        deadline_at=request.deadline_at or (now + timeout),
-        max_rounds=request.max_rounds or config.refine.max_rounds,
-        tenant=request.tenant,
-        session_id=request.session_id,
-        variant=request.variant,
-        config_version=config.version,
-        prompt=request.prompt,
-        answer_format=request.answer_format,
-        priority=request.priority,
-        task_class=plan.task_class if routed else "",
-        complexity_level=plan.complexity.level if routed else "",
-        complexity_score=plan.complexity.score if routed else 0.0,
-        context=plan.context,
-        runs=runs,
+    state = awaiting_context(request, digest, now, config).model_copy(
+        update={
+            "awaiting": None,
+            "task_class": plan.task_class if routed else "",
+            "complexity_level": plan.complexity.level if routed else "",
+            "complexity_score": plan.complexity.score if routed else 0.0,
+            "context": plan.context,
+            "runs": runs,
+        }
     )
     return _advance(state, now, config)
 
@@ -263,7 +252,7 @@ def awaiting_context(
     request: RequestSubmitted, digest: str, now: datetime, config: PipelineConfig
 ) -> RequestState:
     """A validated session request, held until the context maintainer answers (or its
-    deadline passes: it then times out like any request)."""
+    deadline passes: it then times out like any request). ``start`` begins from it."""
     timeout = timedelta(seconds=config.refine.default_timeout_s)
     return RequestState(
         request_id=request.request_id,
