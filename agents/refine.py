@@ -180,6 +180,11 @@ class RequestState(BaseModel):
         data["runs"] = [main]
         return data
 
+    @property
+    def unanswered(self) -> bool:
+        """Planned, and no verdict counted yet on any subtask."""
+        return bool(self.runs) and not any(r.attempts for r in self.runs)
+
     def run(self, subtask: str) -> SubtaskRun | None:
         return next((r for r in self.runs if r.subtask == subtask), None)
 

@@ -25,13 +25,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from connectors import broker
-from connectors.client import GuardianClient
-from schemas import topics
 from streams.bench.cpu import CpuMeter
 from streams.bench.loadgen import RunResult, Target, run_load
 from streams.bench.micro import run_micro
 from streams.bench.priority import DEFAULT_MIX, Plan, parse_mix, run_priority_bench
-from streams.bench.procs import spawn, stop, wait_for_group, wait_for_line
+from streams.bench.procs import ready_target, spawn, stop, wait_for_line
 from streams.settings import AppSettings
 from streams.worker import provision
 
@@ -85,11 +83,8 @@ def _bench_priority(args: argparse.Namespace) -> int:
     )
     results = asyncio.run(run_priority_bench(AppSettings.load(), plan, args.out, _progress))
     results["machine"] = _machine()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"priority-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
     _print_priority_summary(results)
-    print(f"\nresults written to {path}")
+    print(f"\nresults written to {_write(results, args.out, 'priority')}")
     return 0
 
 
@@ -97,12 +92,17 @@ def _bench(args: argparse.Namespace) -> int:
     if args.smoke:
         args.rates, args.seconds, args.repetitions, args.latency_rate = "20", 2.0, 1, 10.0
     results = asyncio.run(run_bench(AppSettings.load(), args))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"results-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
     _print_summary(results)
-    print(f"\nresults written to {path}")
+    print(f"\nresults written to {_write(results, args.out, 'results')}")
     return 0
+
+
+def _write(results: dict[str, Any], out: Path, stem: str) -> Path:
+    """The results as ``<out>/<stem>-<UTC time>.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
 
 
 async def run_bench(settings: AppSettings, args: argparse.Namespace) -> dict[str, Any]:
@@ -201,16 +201,7 @@ async def _measure_pipeline(
         for i in range(args.workers)
     ]
     try:
-        await wait_for_group(settings, args.workers, procs)
-        async with GuardianClient(settings.kafka) as client:
-            await client.ask("warm up", timeout_s=180)
-        ns = settings.kafka.topic_namespace
-        target = Target(
-            settings.kafka.bootstrap_servers,
-            topics.qualified(topics.REQUESTS, ns),
-            topics.qualified(topics.RESPONSES, ns),
-            args.partitions,
-        )
+        target = await ready_target(settings, procs, args.partitions)
         pids = {f"worker{i}" if i else "worker": p.pid for i, p in enumerate(procs)}
         await _warm_up(target, rates)
         if not sweep:

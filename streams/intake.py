@@ -25,14 +25,7 @@ _log = logging.getLogger(__name__)
 
 
 def register(rt: Runtime) -> None:
-    source = rt.app.topic(
-        rt.topic(topics.REQUESTS).get_topic_name(),
-        rt.topic(topics.CONTEXTS).get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    source = rt.sources(topics.REQUESTS, topics.CONTEXTS)
 
     @rt.app.agent(source, name="intake_stage")
     async def intake_stage(stream: object) -> None:
@@ -92,7 +85,7 @@ async def with_context(rt: Runtime, provided: ContextProvided) -> None:
         await rt.emit(state.final)
     elif state.awaiting is not None:
         await answer_or_begin(rt, state.awaiting, state.payload_digest, provided.context)
-    elif not any(run.attempts for run in state.runs):
+    elif state.unanswered:
         # Planned, but nothing answered yet: a crash may have lost the first tasks.
         for task in state.open_tasks:
             await rt.emit(task)

@@ -22,14 +22,7 @@ _FULL_SCAN_EVERY = 30
 
 
 def register(rt: Runtime) -> None:
-    source = rt.app.topic(
-        rt.topic(topics.VERDICTS).get_topic_name(),
-        rt.topic(topics.DEADLINES).get_topic_name(),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    source = rt.sources(topics.VERDICTS, topics.DEADLINES)
     ticks = 0
 
     @rt.app.agent(source, name="refine_stage")

@@ -72,6 +72,17 @@ class Runtime:
             )
         return self._topics[name]
 
+    def sources(self, *specs: TopicSpec) -> Any:
+        """One faust topic over several (raw bytes), for a stage that takes more than
+        one record: the stage decodes each record and dispatches on its type."""
+        return self.app.topic(
+            *(qualified(spec, self.settings.kafka.topic_namespace) for spec in specs),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
     async def emit(self, event: Event, *, headers: dict[str, bytes] | None = None) -> None:
         """Send ``event`` to its topic, keyed by its request; a task goes to the lane topic
         of its priority (all tasks of a request share it, so their order holds)."""

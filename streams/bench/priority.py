@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.priority import lane_for, lane_name
-from connectors.client import GuardianClient
-from schemas import topics
-from streams.bench.loadgen import Latencies, RunResult, Target, run_load
-from streams.bench.procs import spawn, stop, wait_for_group
+from streams.bench.loadgen import Latencies, RunResult, run_load
+from streams.bench.procs import ready_target, spawn, stop
 from streams.settings import AppSettings
 from streams.worker import provision
 
@@ -96,16 +94,7 @@ async def _run(settings: AppSettings, plan: Plan, out: Path, lanes: int) -> dict
         _worker_cmd(settings), out / f"priority-worker-{lanes}.log", _env(plan, script, lanes)
     )
     try:
-        await wait_for_group(settings, 1, [proc])
-        async with GuardianClient(settings.kafka) as client:
-            await client.ask("warm up", timeout_s=180)
-        ns = settings.kafka.topic_namespace
-        target = Target(
-            settings.kafka.bootstrap_servers,
-            topics.qualified(topics.REQUESTS, ns),
-            topics.qualified(topics.RESPONSES, ns),
-            plan.partitions,
-        )
+        target = await ready_target(settings, [proc], plan.partitions)
         levels = priorities(plan.mix, int(plan.rate * plan.seconds))
         result = await run_load(
             target,

@@ -1,5 +1,5 @@
 """Processes of a benchmark run: spawn with a log, wait for a log line or a stable
-consumer group, stop (SIGTERM, then SIGKILL)."""
+consumer group, wait for workers to answer, stop (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from pathlib import Path
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from connectors.client import GuardianClient
+from schemas import topics
 from streams.app import app_id
+from streams.bench.loadgen import Target
 from streams.settings import AppSettings
 
 
@@ -61,3 +64,20 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+async def ready_target(
+    settings: AppSettings, procs: list[subprocess.Popen[bytes]], partitions: int
+) -> Target:
+    """Once every worker has joined and one request was answered end to end: where the
+    load generator sends requests and reads responses."""
+    await wait_for_group(settings, len(procs), procs)
+    async with GuardianClient(settings.kafka) as client:
+        await client.ask("warm up", timeout_s=180)
+    ns = settings.kafka.topic_namespace
+    return Target(
+        settings.kafka.bootstrap_servers,
+        topics.qualified(topics.REQUESTS, ns),
+        topics.qualified(topics.RESPONSES, ns),
+        partitions,
+    )

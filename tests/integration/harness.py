@@ -24,6 +24,7 @@ from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
 from schemas.topics import TopicSpec, qualified
+from tests.fake_model_service import MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 E = TypeVar("E", bound=Event)
@@ -108,6 +109,18 @@ class Pipeline:
         return self.start_worker(
             GUARDIAN_MODEL_BACKEND="scripted",
             GUARDIAN_MODEL_SCRIPT_PATH=str(path),
+            GUARDIAN_GUARD_EMBEDDER="hashing",
+            GUARDIAN_GUARD_PII_CHECK="false",
+            **extra,
+        )
+
+    def start_served_worker(self, base_url: str, **extra: str) -> subprocess.Popen[bytes]:
+        """A worker whose model is the OpenAI-compatible service at ``base_url`` (a fake
+        on loopback), scored by the hashing embedder without PII checks."""
+        return self.start_worker(
+            GUARDIAN_MODEL_BACKEND="openai",
+            GUARDIAN_OPENAI_BASE_URL=base_url,
+            GUARDIAN_OPENAI_MODEL=MODEL,
             GUARDIAN_GUARD_EMBEDDER="hashing",
             GUARDIAN_GUARD_PII_CHECK="false",
             **extra,

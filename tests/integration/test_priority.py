@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.client import GuardianClient
 from schemas import topics
 from schemas.request_events import ResponseDelivered, TaskAssigned
-from tests.fake_model_service import MODEL, completion
+from tests.fake_model_service import completion
 from tests.integration.harness import Pipeline, covers, pipeline, read_until
 from tests.loopback import LoopbackServer, free_port
 
@@ -79,12 +79,8 @@ async def wait_saturated(p: Pipeline, port: int, timeout_s: float = 90.0) -> Non
 
 
 def start_worker(p: Pipeline, model: GatedModel, metrics_port: int) -> None:
-    p.start_worker(
-        GUARDIAN_MODEL_BACKEND="openai",
-        GUARDIAN_OPENAI_BASE_URL=f"{model.server.origin}/v1",
-        GUARDIAN_OPENAI_MODEL=MODEL,
-        GUARDIAN_GUARD_EMBEDDER="hashing",
-        GUARDIAN_GUARD_PII_CHECK="false",
+    p.start_served_worker(
+        f"{model.server.origin}/v1",
         GUARDIAN_REFINE_MAX_ROUNDS="1",
         GUARDIAN_WORKER_SPECIALIST_CONCURRENCY="1",
         GUARDIAN_WORKER_METRICS_PORT=str(metrics_port),

@@ -18,7 +18,7 @@ from connectors.knowledge_files import load_knowledge
 from schemas import topics
 from schemas.codec import Codec
 from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
-from tests.fake_model_service import MODEL, FakeModelService, Received, completion
+from tests.fake_model_service import FakeModelService, Received, completion
 from tests.integration.harness import Pipeline, by_request, covers, pipeline, read_until
 
 pytestmark = pytest.mark.integration
@@ -95,12 +95,8 @@ async def test_a_retrieval_task_is_answered_with_the_passages_it_showed_the_mode
     retrieval, general, nothing = "rq-retrieval", "rq-general", "rq-nothing"
     async with FakeModelService(completion("A partition is an ordered log [1].")) as service:
         with pipeline(kafka_bootstrap, tmp_path) as p:
-            p.start_worker(
-                GUARDIAN_MODEL_BACKEND="openai",
-                GUARDIAN_OPENAI_BASE_URL=service.base_url,
-                GUARDIAN_OPENAI_MODEL=MODEL,
-                GUARDIAN_GUARD_EMBEDDER="hashing",
-                GUARDIAN_GUARD_PII_CHECK="false",
+            p.start_served_worker(
+                service.base_url,
                 GUARDIAN_KNOWLEDGE_DIR=str(SAMPLE),
                 GUARDIAN_KNOWLEDGE_TOP_K=str(TOP_K),
                 GUARDIAN_KNOWLEDGE_MIN_SCORE=str(MIN_SCORE),

@@ -10,7 +10,7 @@ import pytest
 from connectors.client import GuardianClient
 from schemas import topics
 from schemas.request_events import ContextProvided, SessionTurn, TaskAssigned
-from tests.fake_model_service import MODEL, FakeModelService, completion
+from tests.fake_model_service import FakeModelService, completion
 from tests.integration.harness import pipeline, read_until
 from tests.integration.test_pipeline import wait_ready
 
@@ -36,14 +36,7 @@ async def test_a_follow_up_sees_its_sessions_turns_and_no_other_session_does(
 ) -> None:
     async with FakeModelService(completion(ANSWER)) as service:
         with pipeline(kafka_bootstrap, tmp_path) as p:
-            p.start_worker(
-                GUARDIAN_MODEL_BACKEND="openai",
-                GUARDIAN_OPENAI_BASE_URL=service.base_url,
-                GUARDIAN_OPENAI_MODEL=MODEL,
-                GUARDIAN_GUARD_EMBEDDER="hashing",
-                GUARDIAN_GUARD_PII_CHECK="false",
-                GUARDIAN_REFINE_MAX_ROUNDS="1",
-            )
+            p.start_served_worker(service.base_url, GUARDIAN_REFINE_MAX_ROUNDS="1")
             await wait_ready(p)
             async with GuardianClient(p.kafka) as client:
                 first = await client.ask(FIRST, session_id="s-ada")
