@@ -34,6 +34,7 @@ from streams import (
     refine,
     sessions,
     specialist,
+    verdict_watch,
 )
 from streams.metrics import Metrics
 from streams.runtime import Ports, Runtime
@@ -150,7 +151,10 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     )
     for stage in (intake, sessions, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
-    network.register(rt, live_config.register(rt))
-    experiments.register(rt)
-    meta_guardian.register(rt)
+    verdict_watch.register(
+        rt,
+        network.register(rt, live_config.register(rt)),
+        experiments.register(rt),
+        meta_guardian.register(rt),
+    )
     return rt

@@ -18,6 +18,7 @@ from schemas.network_events import ImprovementProposed, ProposalReviewed
 from schemas.request_events import VerdictIssued
 from streams.runtime import Runtime
 from streams.stage import Record, run
+from streams.verdict_watch import VerdictObserver
 
 _log = logging.getLogger(__name__)
 PROPOSALS_KEPT = 1000
@@ -30,7 +31,9 @@ class Experiments:
     concluded: set[str] = field(default_factory=set)
 
 
-def register(rt: Runtime) -> None:
+def register(rt: Runtime) -> VerdictObserver:
+    """The stages that start experiments; returns the tally of round-1 verdicts per arm,
+    for the verdict watchers to feed."""
     state = Experiments()
 
     @rt.app.agent(rt.topic(topics.PROPOSALS), name="experiment_proposals")
@@ -41,9 +44,7 @@ def register(rt: Runtime) -> None:
     async def start_experiments(stream: object) -> None:
         await run(rt, "experiments", stream, lambda r: on_review(rt, state, r))
 
-    @rt.app.agent(rt.topic(topics.VERDICTS), name="experiment_tally")
-    async def tally_verdicts(stream: object) -> None:
-        await run(rt, "experiments", stream, lambda r: on_verdict(rt, state, r))
+    return VerdictObserver("experiments", lambda v: on_verdict(rt, state, v))
 
 
 async def remember(rt: Runtime, state: Experiments, record: Record) -> None:
@@ -78,8 +79,7 @@ async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
     await _publish(rt, new, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
 
 
-async def on_verdict(rt: Runtime, state: Experiments, record: Record) -> None:
-    verdict = rt.codec.decode(record.value, VerdictIssued)
+async def on_verdict(rt: Runtime, state: Experiments, verdict: VerdictIssued) -> None:
     spec = rt.config.experiment
     arm = arm_of(verdict.variant, spec.id) if spec.id else None
     if arm is None or verdict.round != 1 or spec.id in state.concluded:

@@ -25,6 +25,7 @@ from schemas.network_events import AlertRaised
 from schemas.request_events import FeedbackGiven, VerdictIssued
 from streams.runtime import Runtime
 from streams.stage import Record, run
+from streams.verdict_watch import VerdictObserver
 
 _log = logging.getLogger(__name__)
 KEPT = 5000
@@ -38,13 +39,11 @@ class Observations:
     alerted: set[str] = field(default_factory=set)
 
 
-def register(rt: Runtime) -> None:
+def register(rt: Runtime) -> VerdictObserver:
+    """The feedback stage and the timers; returns the keeper of recent verdicts, for the
+    verdict watchers to feed."""
     seen = Observations()
     n = rt.settings.network
-
-    @rt.app.agent(rt.topic(topics.VERDICTS), name="meta_verdicts")
-    async def keep_verdicts(stream: object) -> None:
-        await run(rt, "meta_guardian", stream, lambda r: _keep_verdict(rt, seen, r))
 
     @rt.app.agent(rt.topic(topics.FEEDBACK), name="meta_feedback")
     async def keep_feedback(stream: object) -> None:
@@ -60,9 +59,11 @@ def register(rt: Runtime) -> None:
         async def scheduled() -> None:
             await scheduled_recommendation(rt, seen)
 
+    return VerdictObserver("meta_guardian", lambda v: _keep_verdict(seen, v))
 
-async def _keep_verdict(rt: Runtime, seen: Observations, record: Record) -> None:
-    seen.verdicts.append(rt.codec.decode(record.value, VerdictIssued))
+
+async def _keep_verdict(seen: Observations, verdict: VerdictIssued) -> None:
+    seen.verdicts.append(verdict)
 
 
 async def _keep_feedback(rt: Runtime, seen: Observations, record: Record) -> None:

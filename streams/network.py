@@ -1,5 +1,6 @@
 """The guardian network's first stages: the diagnostician groups failing verdicts over
-windows, the optimizer turns diagnoses into proposals, the safety monitor reviews them."""
+windows (a verdict observer), the optimizer turns diagnoses into proposals, the safety
+monitor reviews them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from schemas.request_events import VerdictIssued
 from streams.live_config import LiveConfig
 from streams.runtime import Runtime
 from streams.stage import Record, run
+from streams.verdict_watch import VerdictObserver
 
 _log = logging.getLogger(__name__)
 
@@ -27,13 +29,11 @@ class Diagnostician:
     window: DiagnosisWindow | None = None
 
 
-def register(rt: Runtime, live: LiveConfig) -> None:
+def register(rt: Runtime, live: LiveConfig) -> VerdictObserver:
+    """The optimizer and safety monitor stages and the diagnostician's timer; returns the
+    diagnostician, for the verdict watchers to feed."""
     diag = Diagnostician()
     n = rt.settings.network
-
-    @rt.app.agent(rt.topic(topics.VERDICTS), name="diagnostician")
-    async def diagnostician(stream: object) -> None:
-        await run(rt, "diagnostician", stream, lambda r: on_verdict(rt, diag, r))
 
     @rt.app.timer(interval=min(n.diagnosis_window_s, 30.0))  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
@@ -47,9 +47,16 @@ def register(rt: Runtime, live: LiveConfig) -> None:
     async def safety_monitor(stream: object) -> None:
         await run(rt, "safety_monitor", stream, lambda r: on_proposal(rt, live, r))
 
+    return VerdictObserver("diagnostician", lambda v: on_verdict(rt, diag, v))
 
-async def on_verdict(rt: Runtime, diag: Diagnostician, record: Record) -> None:
-    verdict = rt.codec.decode(record.value, VerdictIssued)
+
+async def on_verdict(rt: Runtime, diag: Diagnostician, verdict: VerdictIssued) -> None:
+    """Count ``verdict`` in the open window. One older than a window is history (a
+    replay from the earliest offset, or a long lag): no open window can hold it, and
+    opening one at its time would diagnose windows long gone."""
+    length = timedelta(seconds=rt.settings.network.diagnosis_window_s)
+    if verdict.occurred_at < rt.clock() - length:
+        return
     await roll(rt, diag, verdict.occurred_at)
     assert diag.window is not None
     diag.window = observe(diag.window, verdict)
