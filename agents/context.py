@@ -8,9 +8,12 @@ short if it alone is over budget; older turns are dropped oldest first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Millis
 
 TokenCounter = Callable[[str], int]
 CUT_MARK = " …"
@@ -108,6 +111,19 @@ class SessionState(BaseModel):
     """(request_id, prompt), oldest first."""
     seen: tuple[str, ...] = ()
     """Request ids whose prompt arrived, newest last."""
+    active_at: Millis | None = None
+    """The session's last prompt or answer (None: stored before sessions expired)."""
+
+
+def touch(state: SessionState, now: datetime) -> SessionState:
+    """The session as of a prompt or answer at ``now``: its idle time starts again."""
+    return state.model_copy(update={"active_at": now})
+
+
+def idle_sessions(active: Mapping[str, datetime], now: datetime, idle: timedelta) -> list[str]:
+    """The sessions (id -> last activity) idle for at least ``idle``: they expire."""
+    cutoff = now - idle
+    return [sid for sid, at in active.items() if at <= cutoff]
 
 
 def on_prompt(state: SessionState, request_id: str, prompt: str) -> SessionState:

@@ -1,18 +1,25 @@
-"""Idempotent topic provisioning through the Kafka admin client."""
+"""Idempotent topic provisioning through the Kafka admin client: missing topics are
+created, and the configs of existing ones (the workers' table changelogs too) are
+brought up to the specs, so a running deployment migrates on its next start."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from connectors.errors import TopicProvisioningError
 from connectors.kafka import KafkaSettings
-from schemas.topics import TopicSpec, qualified
+from schemas.topics import TABLES, TableSpec, TopicSpec, app_id_for, qualified
+
+Configs = Mapping[str, Mapping[str, str]]
+"""Topic name -> the configs it should have."""
 
 _log = logging.getLogger(__name__)
 
@@ -23,11 +30,16 @@ def ensure_topics(
     *,
     partitions: int | None = None,
     timeout_s: float = 30.0,
+    app_id: str | None = None,
+    tables: Iterable[TableSpec] = TABLES,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created.
+    """Create the topics that do not exist yet, and set the specs' configs on those that
+    do (and on the existing changelogs of ``tables`` under ``app_id``, by default the
+    workers' id under the namespace); return the names created.
 
     ``partitions`` overrides request-scoped topics' counts (every topic keyed by
     ``request_id`` must share one count so stages and tables stay co-partitioned).
+    Faust creates the changelogs itself, with the same configs.
     """
     admin = AdminClient(settings.confluent())
     wanted = [_new_topic(s, settings, partitions) for s in specs]
@@ -35,9 +47,56 @@ def ensure_topics(
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise TopicProvisioningError(f"cannot list topics: {exc}") from exc
+    app = app_id or app_id_for(settings.topic_namespace)
+    configs: dict[str, Mapping[str, str]] = {t.topic: t.config or {} for t in wanted}
+    configs |= {spec.changelog(app): spec.config() for spec in tables}
+    update_configs(admin, {n: c for n, c in configs.items() if n in existing}, timeout_s)
     missing = [t for t in wanted if t.topic not in existing]
     if not missing:
         return []
+    return _create(admin, missing, timeout_s)
+
+
+def config_changes(wanted: Mapping[str, str], current: Mapping[str, str | None]) -> dict[str, str]:
+    """The configs to set on a topic: those of ``wanted`` it does not have yet."""
+    return {name: value for name, value in wanted.items() if current.get(name) != value}
+
+
+def update_configs(admin: AdminClient, wanted: Configs, timeout_s: float = 30.0) -> list[str]:
+    """Set on existing topics the configs they lack (incrementally: the rest stay as
+    they are); return the names of the topics changed."""
+    if not wanted:
+        return []
+    resources = [ConfigResource(ResourceType.TOPIC, name) for name in wanted]
+    changes = []
+    try:
+        described = admin.describe_configs(resources, request_timeout=timeout_s)
+        for resource, future in described.items():
+            current = {k: e.value for k, e in future.result().items()}
+            diff = config_changes(wanted[resource.name], current)
+            if diff:
+                changes.append(_alteration(resource.name, diff))
+        if not changes:
+            return []
+        altered = admin.incremental_alter_configs(changes, request_timeout=timeout_s)
+        for future in altered.values():
+            future.result()
+    except KafkaException as exc:
+        raise TopicProvisioningError(f"cannot update topic configs: {exc}") from exc
+    names = [c.name for c in changes]
+    _log.info("updated the configs of %d topics: %s", len(names), ", ".join(names))
+    return names
+
+
+def _alteration(topic: str, configs: Mapping[str, str]) -> ConfigResource:
+    entries = [
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in configs.items()
+    ]
+    return ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
+
+
+def _create(admin: AdminClient, missing: list[NewTopic], timeout_s: float) -> list[str]:
     created: list[str] = []
     for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
         try:

@@ -32,7 +32,11 @@ from schemas.request_events import (
     VerdictIssued,
 )
 
-DAY_MS = 24 * 3600 * 1000
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+APP_ID = "guardian-cluster"
+"""The workers' default application id: the consumer group, and the prefix of the
+tables' changelog topics (``<namespace>.guardian-cluster`` under a namespace)."""
 
 
 @dataclass(frozen=True)
@@ -119,3 +123,47 @@ def qualified(spec: TopicSpec, namespace: str = "") -> str:
     """The topic's name under an optional namespace prefix (isolated test runs, tenants
     sharing a cluster): ``<namespace>.guardian.requests.v1``."""
     return f"{namespace}.{spec.name}" if namespace else spec.name
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A changelog-backed table of the workers. Its changelog is compacted, and rolled
+    and cleaned often enough that the tombstones of expired entries (and the values they
+    replace) leave the log within hours instead of waiting for a week-old segment."""
+
+    name: str
+    segment_ms: int = HOUR_MS
+    """Only closed segments are compacted: roll hourly."""
+    max_compaction_lag_ms: int = 2 * HOUR_MS
+    """A deleted or replaced value is compacted away at the latest this long after."""
+    min_cleanable_dirty_ratio: float = 0.1
+    delete_retention_ms: int = HOUR_MS
+    """How long a tombstone itself stays after compaction: a worker recovering the
+    table reads the changelog within minutes, not hours."""
+
+    def config(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": "compact",
+            "segment.ms": str(self.segment_ms),
+            "max.compaction.lag.ms": str(self.max_compaction_lag_ms),
+            "min.cleanable.dirty.ratio": str(self.min_cleanable_dirty_ratio),
+            "delete.retention.ms": str(self.delete_retention_ms),
+        }
+
+    def changelog(self, app_id: str) -> str:
+        """Faust's name for the changelog topic of this table under ``app_id``."""
+        return f"{app_id}-{self.name}-changelog"
+
+
+REFINEMENT_TABLE = TableSpec("refinement")
+"""request_id -> the request's state, until a while after it finished."""
+DONE_TABLE = TableSpec("refinement-done")
+"""request_id -> a finished request's marker: its payload digest and final response."""
+SESSIONS_TABLE = TableSpec("sessions")
+"""session_id -> the session's recent turns, until it has been idle a while."""
+TABLES: tuple[TableSpec, ...] = (REFINEMENT_TABLE, DONE_TABLE, SESSIONS_TABLE)
+
+
+def app_id_for(namespace: str = "", app_id: str = APP_ID) -> str:
+    """The application id of workers under ``namespace``."""
+    return f"{namespace}.{app_id}" if namespace else app_id

@@ -32,6 +32,7 @@ from streams import (
     monitor,
     network,
     refine,
+    refine_store,
     sessions,
     specialist,
     verdict_watch,
@@ -41,7 +42,6 @@ from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
 
 _log = logging.getLogger(__name__)
-TABLE = "refinement"
 
 
 def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> Ports:
@@ -128,14 +128,9 @@ def create_app(settings: AppSettings) -> faust.App:
 
 def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime:
     app = create_app(settings)
-    table = app.Table(
-        TABLE,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka.partitions or settings.worker.partitions,
-    )
     metrics = Metrics()
+    partitions = settings.kafka.partitions or settings.worker.partitions
+    table = refine_store.create(app, partitions, metrics.refine_index_parsed.inc)
 
     def count_attempt(deployment: str, outcome: str) -> None:
         metrics.model_calls.labels(deployment, outcome).inc()
@@ -148,6 +143,8 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         metrics=metrics,
         config=settings.pipeline_config(),
         table=table,
+        open_deadlines=table.index.open_deadlines,
+        open_tasks=table.index.open_tasks,
     )
     for stage in (intake, sessions, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)

@@ -10,13 +10,14 @@ import logging
 from agents import refine
 from agents.experiment_plan import config_for, variant_for
 from agents.intake import RejectCode, payload_digest, validate
+from agents.retention import answer_for
 from agents.router import route_request
 from connectors.kafka import partition_for
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import ContextProvided, RequestSubmitted
 from streams import answer_cache, sessions
-from streams.refine_table import load_state, save_state
+from streams.refine_table import load_marker, load_state, save_state
 from streams.routing import choose
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
@@ -53,6 +54,8 @@ async def handle(rt: Runtime, record: Record) -> None:
     if known is not None:
         await _resent(rt, request, digest, known)
         return
+    if await _resent_after_expiry(rt, request, digest):
+        return
     now = rt.clock()
     rejection = validate(request, now, rt.config.intake)
     if rejection is not None:
@@ -78,7 +81,11 @@ async def with_context(rt: Runtime, provided: ContextProvided) -> None:
     """The session context of a request held for it: now plan the request."""
     state = load_state(rt, provided.request_id)
     if state is None:
-        raise StageError("unknown_request", f"no request state for {provided.request_id}")
+        marker = load_marker(rt, provided.request_id)
+        if marker is None:
+            raise StageError("unknown_request", f"no request state for {provided.request_id}")
+        await rt.emit(marker.response)  # answered long ago: the same answer again
+        return
     if state.final is not None:
         # Answered already (or timed out waiting): the same answer, never a second one.
         await sessions.send_answer(rt, state, state.final)
@@ -132,15 +139,32 @@ async def begin(
         await rt.emit(task)
 
 
+def _conflict(request: RequestSubmitted) -> StageError:
+    return StageError(
+        RejectCode.CONFLICT.value,
+        f"request {request.request_id} was already submitted with a different payload",
+    )
+
+
+async def _resent_after_expiry(rt: Runtime, request: RequestSubmitted, digest: str) -> bool:
+    """A request id whose state has expired but whose done marker is kept: the same
+    payload gets the same final response (no model call), another is a conflict."""
+    marker = load_marker(rt, request.request_id)
+    if marker is None:
+        return False
+    response = answer_for(marker, digest)
+    if response is None:
+        raise _conflict(request)
+    await rt.emit(response)
+    return True
+
+
 async def _resent(
     rt: Runtime, request: RequestSubmitted, digest: str, known: refine.RequestState
 ) -> None:
     """A request id seen before: same payload gets the same answer, another is a conflict."""
     if known.payload_digest != digest:
-        raise StageError(
-            RejectCode.CONFLICT.value,
-            f"request {request.request_id} was already submitted with a different payload",
-        )
+        raise _conflict(request)
     if known.final is not None:
         await sessions.send_answer(rt, known, known.final)
         await rt.emit(known.final)

@@ -141,3 +141,23 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self._table_metrics(r)
+
+    def _table_metrics(self, r: CollectorRegistry) -> None:
+        self.refine_table_entries = Gauge(
+            "guardian_refine_table_entries",
+            "Request states in this worker's refinement table (open, or finished and "
+            "still within their retention).",
+            registry=r,
+        )
+        self.refine_done_markers = Gauge(
+            "guardian_refine_done_markers",
+            "Done markers of finished requests held by this worker.",
+            registry=r,
+        )
+        self.refine_index_parsed = Counter(
+            "guardian_refine_index_parsed_entries_total",
+            "Refinement table entries parsed to index them (entries recovered from the "
+            "changelog; never a scan of the table).",
+            registry=r,
+        )

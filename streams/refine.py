@@ -13,12 +13,22 @@ from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
 from streams import answer_cache, sessions
-from streams.refine_table import load_state, overdue, reindex, save_state, stalled
+from streams.refine_table import (
+    expire_markers,
+    expire_states,
+    index,
+    load_marker,
+    load_state,
+    overdue,
+    save_state,
+    stalled,
+)
 from streams.runtime import Runtime
 from streams.stage import Record, StageError, run
 
 _log = logging.getLogger(__name__)
-_FULL_SCAN_EVERY = 30
+_MARKER_SWEEP_EVERY = 30
+"""Markers live for days: the timer looks at them every this many ticks."""
 
 
 def register(rt: Runtime) -> None:
@@ -32,18 +42,22 @@ def register(rt: Runtime) -> None:
     @rt.app.timer(interval=rt.settings.worker.deadline_scan_s)  # type: ignore[untyped-decorator]
     async def deadline_timer() -> None:
         nonlocal ticks
-        if ticks % _FULL_SCAN_EVERY == 0:
-            reindex(rt)
-        ticks += 1
-        rt.metrics.open_requests.set(len(rt.open_deadlines))
         await raise_deadlines(rt)
         await reassign_stalled(rt)
+        now = rt.clock()
+        expire_states(rt, now)
+        if ticks % _MARKER_SWEEP_EVERY == 0:
+            expire_markers(rt, now)
+        ticks += 1
+        rt.metrics.open_requests.set(len(index(rt).open_deadlines))
+        rt.metrics.refine_table_entries.set(len(rt.table.states))
+        rt.metrics.refine_done_markers.set(len(rt.table.markers))
 
 
 async def raise_deadlines(rt: Runtime) -> None:
     now = rt.clock()
     for request_id in overdue(rt, now):
-        deadline = rt.open_deadlines.pop(request_id)
+        deadline = index(rt).open_deadlines.pop(request_id)
         await rt.emit(
             DeadlinePassed(
                 event_id=stable_id(request_id, "deadline", deadline.isoformat()),
@@ -61,13 +75,14 @@ async def reassign_stalled(rt: Runtime) -> None:
     crash and a redelivery must not leave its request waiting for the deadline."""
     now = rt.clock()
     after = timedelta(seconds=rt.settings.worker.stall_s)
+    waiting = index(rt).open_tasks
     for request_id in stalled(rt, now, after):
         state = load_state(rt, request_id)
         if state is None or state.done or not state.open_tasks:
-            rt.open_tasks.pop(request_id, None)
+            waiting.pop(request_id, None)
             continue
-        waited = now - rt.open_tasks[request_id]
-        rt.open_tasks[request_id] = now  # wait as long again before another copy
+        waited = now - waiting[request_id]
+        waiting[request_id] = now  # wait as long again before another copy
         for task in state.open_tasks:
             if now - task.occurred_at > after:
                 _log.warning(
@@ -82,7 +97,8 @@ async def handle(rt: Runtime, record: Record) -> None:
         raise DecodeError(DecodeReason.WRONG_RECORD, f"refine does not take {event.record_name}")
     state = load_state(rt, event.request_id)
     if state is None:
-        raise StageError("unknown_request", f"no refinement state for {event.request_id}")
+        await _after_expiry(rt, event.request_id)
+        return
     now = rt.clock()
     if isinstance(event, VerdictIssued):
         step = refine.on_verdict(state, event, now, config_for(rt.config, state.variant))
@@ -102,3 +118,12 @@ async def handle(rt: Runtime, record: Record) -> None:
         await rt.emit(task)
     if step.response is not None:
         await rt.emit(step.response)
+
+
+async def _after_expiry(rt: Runtime, request_id: str) -> None:
+    """A late verdict or deadline of a request whose state has expired: its final
+    response again, as for any finished request."""
+    marker = load_marker(rt, request_id)
+    if marker is None:
+        raise StageError("unknown_request", f"no refinement state for {request_id}")
+    await rt.emit(marker.response)

@@ -12,9 +12,13 @@ that answer's turn.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from agents.context import SessionState, on_answer, on_prompt, render
+from pydantic import ValidationError
+
+from agents.context import SessionState, idle_sessions, on_answer, on_prompt, render, touch
 from agents.ids import stable_id
 from agents.refine import RequestState
 from schemas import topics
@@ -24,34 +28,81 @@ from schemas.request_events import (
     ResponseDelivered,
     SessionTurn,
 )
+from schemas.topics import SESSIONS_TABLE
+from streams.keyed_table import keep_partitions, keyed_table
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
 _log = logging.getLogger(__name__)
-TABLE = "sessions"
 _REMEMBERED = frozenset({"passed", "failed", "timeout"})
 """Statuses whose content joins the session (rejections and errors have none)."""
 
 
+@dataclass
+class Activity:
+    """When each session of this worker's partitions last had a prompt or an answer; kept
+    on writes, on recovery and on rebalances (the sessions table's listener)."""
+
+    recovered_at: datetime
+    """Taken as the activity time of entries stored before sessions had one."""
+    at: dict[str, datetime] = field(default_factory=dict)
+
+    def recovered(self, key: bytes, value: bytes | None) -> None:
+        sid = key.decode()
+        if value is None:
+            self.at.pop(sid, None)
+            return
+        try:
+            active = SessionState.model_validate_json(value).active_at
+        except ValidationError as exc:
+            _log.error("sessions table entry %r is unreadable: %s", key, exc)
+            active = None
+        self.at[sid] = active or self.recovered_at
+
+    def kept(self, partitions: set[int], count: int) -> None:
+        keep_partitions(self.at, partitions, count)
+
+
 def register(rt: Runtime) -> None:
-    table = rt.app.Table(
-        TABLE, default=None, key_type=bytes, value_type=bytes, partitions=rt.partitions
-    )
+    activity = Activity(recovered_at=rt.clock())
+    table = keyed_table(rt.app, SESSIONS_TABLE, rt.partitions, activity)
+    idle = rt.settings.session.idle_s
 
     @rt.app.agent(rt.topic(topics.SESSIONS), name="context_stage")
     async def context_stage(stream: object) -> None:
-        await run(rt, "context", stream, lambda record: handle(rt, table, record))
+        await run(rt, "context", stream, lambda record: handle(rt, table, record, activity))
+
+    @rt.app.timer(interval=max(0.5, min(60.0, idle / 4)))  # type: ignore[untyped-decorator]
+    async def session_expiry() -> None:
+        expire_idle(table, activity, rt.clock(), timedelta(seconds=idle))
 
 
-async def handle(rt: Runtime, table: Any, record: Record) -> None:
+def expire_idle(table: Any, activity: Activity, now: datetime, idle: timedelta) -> int:
+    """Delete the sessions idle for ``idle`` or longer; returns how many."""
+    expired = idle_sessions(activity.at, now, idle)
+    for sid in expired:
+        key = sid.encode()
+        if key in table:
+            del table[key]
+        activity.at.pop(sid, None)
+    if expired:
+        _log.info("%d idle sessions expired", len(expired))
+    return len(expired)
+
+
+async def handle(rt: Runtime, table: Any, record: Record, activity: Activity | None = None) -> None:
     """``table``: the faust table, session_id (bytes) -> ``SessionState`` JSON."""
     turn = rt.codec.decode(record.value, SessionTurn)
     key = turn.session_id.encode()
     raw = table.get(key)
     state = SessionState.model_validate_json(raw) if raw else SessionState()
+    now = rt.clock()
+    if activity is not None:
+        activity.at[turn.session_id] = now
     if turn.role == "user":
         context = state.context
-        table[key] = on_prompt(state, turn.request_id, turn.content).model_dump_json().encode()
+        updated = touch(on_prompt(state, turn.request_id, turn.content), now)
+        table[key] = updated.model_dump_json().encode()
         await rt.emit(
             ContextProvided(
                 event_id=stable_id(turn.request_id, "context"),
@@ -74,7 +125,7 @@ async def handle(rt: Runtime, table: Any, record: Record) -> None:
         max_tokens_budget=rt.settings.session.max_context_tokens,
     )
     if updated != state:
-        table[key] = updated.model_dump_json().encode()
+        table[key] = touch(updated, now).model_dump_json().encode()
 
 
 async def send_prompt(rt: Runtime, request: RequestSubmitted) -> None:

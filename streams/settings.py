@@ -120,6 +120,15 @@ class RefineSettings(BaseSettings):
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_tokens: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    retain_s: float = Field(default=600.0, ge=0)
+    """A finished request's full state stays in the refinement table this long (a late
+    verdict, a resend or a session's answer turn still finds it), then is deleted."""
+    done_retain_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """A finished request's done marker (payload digest and final response) stays this
+    long: a resend is answered with the same response and no model call. The default
+    matches the requests topic's retention."""
+    max_done: int = Field(default=100_000, ge=1)
+    """Done markers one worker holds at most; beyond that the oldest are deleted first."""
 
 
 class RoutingSettings(BaseSettings):
@@ -142,6 +151,9 @@ class SessionSettings(BaseSettings):
     max_context_tokens: int = Field(default=512, ge=0)
     """Budget of the earlier turns added to a session request's prompts (words, roughly
     tokens); older turns are dropped first."""
+    idle_s: float = Field(default=24 * 3600.0, gt=0)
+    """A session with no prompt or answer for this long leaves the sessions table (a
+    delete); a later request of it starts without earlier turns."""
 
 
 class NetworkSettings(BaseSettings):

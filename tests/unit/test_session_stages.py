@@ -26,7 +26,8 @@ from schemas.request_events import (
 )
 from streams import intake, refine
 from streams.metrics import Metrics
-from streams.refine_table import load_state, reindex
+from streams.refine_store import RefineTables, StateListener
+from streams.refine_table import load_state
 from streams.runtime import Runtime
 from streams.settings import AppSettings
 from streams.stage import Record
@@ -61,9 +62,7 @@ class RecordingRuntime:
         self.config = PipelineConfig(version=1)
         self.ports = SimpleNamespace(cache=None)
         self.metrics = Metrics()
-        self.table: dict[bytes, bytes] = {}
-        self.open_deadlines: dict[str, datetime] = {}
-        self.open_tasks: dict[str, datetime] = {}
+        self.table = RefineTables(states={}, markers={})
         self.partitions = PARTITIONS
         self.now = T0
         self.sent: list[Event] = []
@@ -215,8 +214,8 @@ def test_a_state_stored_before_subtasks_is_read_as_its_main_run() -> None:
     assert old.open_tasks == current.open_tasks
     assert (old.prompt, old.priority) == ("hi?", 8)
 
-    rt = RecordingRuntime()
-    rt.table[b"r-old"] = RequestState.model_validate(stored).model_dump_json().encode()
-    rt.table[b"broken"] = b'{"not": "a state"}'
-    reindex(cast(Runtime, rt))
-    assert set(rt.open_deadlines) == {"r-old"}, "an unreadable entry is skipped, not fatal"
+    index = RecordingRuntime().table.index
+    recover = StateListener(index).recovered
+    recover(b"r-old", RequestState.model_validate(stored).model_dump_json().encode())
+    recover(b"broken", b'{"not": "a state"}')
+    assert set(index.open_deadlines) == {"r-old"}, "an unreadable entry is skipped, not fatal"
