@@ -15,6 +15,7 @@ from connectors.topic_reader import read_to_end
 from schemas import topics
 from schemas.errors import DecodeError
 from schemas.network_events import AlertRaised, SpecialistHealth
+from streams import background
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
@@ -34,7 +35,7 @@ def register(rt: Runtime) -> None:
     state = AlertState(sinks=build_sinks(rt.settings.alerts))
     health = rt.topic(topics.SPECIALIST_HEALTH)
 
-    @rt.app.task  # type: ignore[untyped-decorator]
+    @background.task(rt, "restore_incidents")
     async def restore_incidents() -> None:
         await _restore(rt, state)
 
@@ -42,7 +43,7 @@ def register(rt: Runtime) -> None:
     async def alert_evaluator(stream: object) -> None:
         await run(rt, "alerts", stream, lambda r: on_health(rt, state, r))
 
-    @rt.app.timer(interval=rt.settings.alerts.evaluate_interval_s)  # type: ignore[untyped-decorator]
+    @background.timer(rt, rt.settings.alerts.evaluate_interval_s, "alert_clock")
     async def alert_clock() -> None:
         # Time passing alone can fire (downtime) or resolve an alert; only the worker
         # that owns the health partition keeps the incidents.

@@ -35,13 +35,16 @@ from streams import (
     refine_store,
     sessions,
     specialist,
+    transport,
     verdict_watch,
 )
+from streams.lean_monitor import LeanMonitor
 from streams.metrics import Metrics
 from streams.runtime import Ports, Runtime
 from streams.settings import AppSettings
 
 _log = logging.getLogger(__name__)
+_NEVER = 2**62
 
 
 def build_ports(settings: AppSettings, on_attempt: OnAttempt | None = None) -> Ports:
@@ -101,9 +104,16 @@ def app_id(settings: AppSettings) -> str:
 def create_app(settings: AppSettings) -> faust.App:
     w = settings.worker
     w.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    hosts = settings.kafka.bootstrap_servers.split(",")
+    broker = (
+        settings.kafka.faust_broker()
+        if w.consumer == "threaded"
+        else transport.broker_url(hosts, fetch_max_wait_ms=w.fetch_wait_ms)
+    )
     return faust.App(
         app_id(settings),
-        broker=settings.kafka.faust_broker(),
+        monitor=LeanMonitor(),
+        broker=broker,
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -118,8 +128,10 @@ def create_app(settings: AppSettings) -> faust.App:
         broker_heartbeat_interval=w.heartbeat_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        broker_commit_every=500,
-        broker_commit_interval=1.0,
+        # Commit on the interval only: a count would stall the drain loop mid-batch.
+        broker_commit_every=_NEVER,
+        broker_commit_interval=w.commit_interval_s,
+        consumer_group_instance_id=w.instance_id,
         producer_linger=w.producer_linger_ms / 1000,
         stream_buffer_maxsize=1024,
         table_cleanup_interval=timedelta(minutes=5).total_seconds(),

@@ -6,11 +6,12 @@ from __future__ import annotations
 from agents.ids import stable_id
 from connectors.resilient import DeploymentHealth
 from schemas.network_events import SpecialistHealth
+from streams import background
 from streams.runtime import Runtime
 
 
 def register(rt: Runtime) -> None:
-    @rt.app.timer(interval=rt.settings.model.health_interval_s)  # type: ignore[untyped-decorator]
+    @background.timer(rt, rt.settings.model.health_interval_s, "health_timer")
     async def health_timer() -> None:
         await publish_health(rt)
 

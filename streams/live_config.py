@@ -20,6 +20,7 @@ from connectors.config_log import config_topic
 from connectors.topic_reader import partitions_of
 from schemas.errors import DecodeError
 from schemas.network_events import ConfigChanged
+from streams import background
 from streams.runtime import Runtime
 
 _log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class LiveConfig:
 def register(rt: Runtime) -> LiveConfig:
     live = LiveConfig()
 
-    @rt.app.task  # type: ignore[untyped-decorator]
+    @background.task(rt, "config_follower")
     async def follow_config() -> None:
         await follow(rt, live)
 

@@ -142,6 +142,18 @@ class Metrics:
             registry=r,
         )
         self._table_metrics(r)
+        self.task_errors = Counter(
+            "guardian_worker_task_errors_total",
+            "Background tasks (timers, followers) that raised and were restarted.",
+            ["task"],
+            registry=r,
+        )
+        self.send_retries = Counter(
+            "guardian_stage_retries_total",
+            "Records handled again after a transient error, by stage.",
+            ["stage"],
+            registry=r,
+        )
 
     def _table_metrics(self, r: CollectorRegistry) -> None:
         self.refine_table_entries = Gauge(

@@ -4,26 +4,48 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Any
 
+from aiokafka.errors import IllegalStateError
+
+from streams import background
 from streams.runtime import Runtime
 
 _log = logging.getLogger(__name__)
 
 
 def register(rt: Runtime) -> None:
-    @rt.app.timer(interval=rt.settings.worker.lag_interval_s)  # type: ignore[untyped-decorator]
+    @background.timer(rt, rt.settings.worker.lag_interval_s, "lag_timer")
     async def lag_timer() -> None:
         await record_lag(rt)
 
 
-async def record_lag(rt: Runtime) -> None:
-    """Records between what this worker has read and the end, summed per topic."""
+async def record_lag(rt: Runtime) -> dict[str, int]:
+    """Records between what this worker has read and the end, summed per topic.
+
+    A partition in transition (just assigned, being revoked, not fetched yet) has no
+    position or end offset: it is left out of this sample rather than failing it."""
     consumer = rt.app.consumer
     lag: dict[str, int] = defaultdict(int)
-    for tp in consumer.assignment():
-        position = await consumer.position(tp)
-        if position is None:
-            continue
-        lag[tp.topic] += max(0, consumer.highwater(tp) - position)
+    for tp in list(consumer.assignment()):
+        behind = await partition_lag(consumer, tp)
+        if behind is not None:
+            lag[tp.topic] += behind
     for topic, value in lag.items():
         rt.metrics.consumer_lag.labels(topic).set(value)
+    return dict(lag)
+
+
+async def partition_lag(consumer: Any, tp: Any) -> int | None:
+    """``highwater - position`` of ``tp``, or None when either is unknown right now."""
+    try:
+        position = await consumer.position(tp)
+        highwater = consumer.highwater(tp)
+    except (IllegalStateError, AssertionError) as exc:
+        # Revoked between the assignment snapshot and now: aiokafka raises on
+        # position() and asserts in highwater().
+        _log.debug("no lag for %s: partition in transition (%r)", tp, exc)
+        return None
+    if position is None or highwater is None:
+        return None
+    return max(0, int(highwater) - int(position))

@@ -43,7 +43,22 @@ class WorkerSettings(BaseSettings):
     web_enabled: bool = False
     data_dir: Path = Path(".run/worker")
     session_timeout_s: float = Field(default=10.0, gt=0)
+    """How long the group waits for a silent worker before its partitions move: a dead
+    worker's requests pause this long. Heartbeats share the event loop with the stages."""
     heartbeat_s: float = Field(default=2.0, gt=0)
+    instance_id: str | None = None
+    """Static group membership (``group.instance.id``): a worker restarted under the same id
+    within the session timeout gets its partitions back without a rebalance. Unset (the
+    default): dynamic membership. Each worker needs its own id; a second worker with the
+    same id fences the first."""
+    consumer: Literal["same-loop", "threaded"] = "same-loop"
+    """``same-loop``: the Kafka consumer runs on the worker's event loop (streams.transport);
+    ``threaded``: faust's stock consumer thread, for comparison."""
+    fetch_wait_ms: int = Field(default=20, ge=0, le=1500)
+    """How long a fetch waits at the broker for new records: a just-drained partition's
+    next records wait at most this long. Lower costs broker CPU on idle topics."""
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    """Offsets are committed on this interval (after the producer has flushed)."""
     deadline_scan_s: float = Field(default=1.0, gt=0)
     stall_s: float = Field(default=180.0, gt=0)
     """A task with no verdict after this long is assigned again (same event)."""

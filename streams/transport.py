@@ -1,0 +1,113 @@
+"""The worker's Kafka transport: faust's aiokafka driver with its consumer run on the
+app's own event loop, and the fetch wait a setting instead of a fixed 1.5 s.
+
+faust runs aiokafka's consumer in a thread of its own and hands every batch, commit
+and rebalance callback across to the main loop through a method queue. That hop cost
+milliseconds per request. Here the driver's consumer "thread" is started as a plain
+service on the app's loop: every call it would queue to the thread is awaited
+directly, and rebalance callbacks reach the consumer without the queue. Rebalance
+handling, commits, seeks and table recovery are the driver's own, unchanged.
+
+faust picks a transport by the broker URL's scheme through the ``faust.transports``
+entry-point group; this one is registered as ``guardian-kafka`` (pyproject.toml).
+
+Heartbeats now share the loop with the stages: nothing a stage does may block it
+(model calls, embeddings, PII scans and the embedded model run in threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import aiokafka
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from yarl import URL
+
+SCHEME = "guardian-kafka"
+DEFAULT_FETCH_WAIT_MS = 20
+FETCH_WAIT = "fetch_max_wait_ms"
+
+
+class SameLoopConsumerThread(driver.AIOKafkaConsumerThread):
+    """The driver's consumer service, run on the loop of the app that owns it."""
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        # The "thread loop" is the app's loop: nothing is started in another thread.
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+
+    async def start(self) -> None:
+        self._thread_started.set()
+        await self._default_start()
+
+    async def stop(self) -> None:
+        if not self._started.is_set() or self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.on_stop()
+        # What the thread would run on its way out: stop aiokafka, then children,
+        # futures and exit stacks.
+        await self._shutdown_thread()
+        await self.on_shutdown()
+
+    async def on_thread_started(self) -> None:
+        """No method queue: calls are awaited in place."""
+
+    async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run what the driver would queue to its thread, here and now (it queues both
+        coroutine functions and plain ones)."""
+        result = fun(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        await self.call_thread(fun, *args, **kwargs)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await self.consumer.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        await self.consumer.on_partitions_assigned(assigned, generation_id)
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # The driver passes a fixed 1.5 s; aiokafka keeps one fetch in flight per
+        # broker, so a partition drained by that fetch waited up to 1.5 s for the
+        # next one. The fetcher reads this when the consumer starts.
+        consumer._fetch_max_wait_ms = fetch_wait_ms(transport.url)
+        return consumer
+
+
+class SameLoopConsumer(driver.Consumer):
+    """faust's aiokafka consumer, delegating to :class:`SameLoopConsumerThread`."""
+
+    def _new_consumer_thread(self) -> SameLoopConsumerThread:
+        return SameLoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    """The aiokafka transport with the same-loop consumer."""
+
+    Consumer: ClassVar[type[SameLoopConsumer]] = SameLoopConsumer
+    driver_version = f"aiokafka={aiokafka.__version__} same-loop"
+
+
+def broker_url(hosts: list[str], *, fetch_max_wait_ms: int) -> str:
+    """faust's ``broker`` setting for ``hosts`` on this transport; the fetch wait rides
+    on the URL, where the consumer finds it (faust reads only host and port)."""
+    if fetch_max_wait_ms < 0:
+        raise ValueError(f"fetch_max_wait_ms must be >= 0, got {fetch_max_wait_ms}")
+    query = f"?{FETCH_WAIT}={fetch_max_wait_ms}"
+    return ";".join(f"{SCHEME}://{h.strip()}{query}" for h in hosts)
+
+
+def fetch_wait_ms(urls: list[URL]) -> int:
+    """The fetch wait the broker URLs carry, else the default."""
+    for url in urls:
+        if FETCH_WAIT in url.query:
+            return int(url.query[FETCH_WAIT])
+    return DEFAULT_FETCH_WAIT_MS
