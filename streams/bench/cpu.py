@@ -1,11 +1,16 @@
-"""CPU time of a process from /proc (user + system seconds), children excluded."""
+"""CPU time of a process from /proc (user + system seconds), children excluded; the
+process listening on a local port; waiting until processes are idle."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import time
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+_LISTEN = "0A"
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -33,3 +38,48 @@ class CpuMeter:
             if now is not None and name in self._start:
                 used[name] = round(now - self._start[name], 2)
         return used
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` (any address), if this user may see it."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _holds_socket(proc, inodes):
+            return int(proc.name)
+    return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _holds_socket(proc: Path, inodes: set[str]) -> bool:
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        return any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir())
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
+        return False
+
+
+async def settle(
+    pids: list[int], *, idle_cores: float = 0.15, window_s: float = 0.5, timeout_s: float = 30.0
+) -> float:
+    """Wait until ``pids`` together use under ``idle_cores`` over a window (the backlog of
+    a previous step is done); return the seconds waited (``timeout_s`` at most)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        before = sum(s for p in pids if (s := cpu_seconds(p)) is not None)
+        await asyncio.sleep(window_s)  # the measuring window itself
+        after = sum(s for p in pids if (s := cpu_seconds(p)) is not None)
+        if after - before < idle_cores * window_s:
+            break
+    return round(time.monotonic() - started, 2)
