@@ -1,11 +1,7 @@
-"""``guardian bench``: pipeline and raw-Kafka baseline under open-loop load, in one run;
-``guardian bench priority``: latency per priority lane at saturation (``bench.priority``).
-
-Each system gets a step-load sweep to find its sustainable rate (every request
-answered, p99 under a bound), then repeated runs at half that rate for latency;
-the pipeline also runs with a fixed model latency to show concurrency holds
-throughput. Micro-benchmarks of the codec and the pure cores come last.
-Results go to a JSON file and a summary on screen.
+"""``guardian bench``: pipeline and raw-Kafka baseline under open-loop load, in one run
+(``bench.compare``); ``guardian bench priority``: latency per priority lane at saturation
+(``bench.priority``); ``guardian bench soak``: one worker's memory and restart under a long
+steady load (``bench.soak``). Results go to a JSON file and a summary on screen.
 """
 
 from __future__ import annotations
@@ -13,43 +9,65 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
-
-from connectors import broker
-from streams.bench.cpu import CpuMeter
-from streams.bench.loadgen import RunResult, Target, run_load
-from streams.bench.micro import run_micro
+from streams.bench.compare import BenchPlan, run_bench
 from streams.bench.priority import DEFAULT_MIX, Plan, parse_mix, run_priority_bench
-from streams.bench.procs import ready_target, spawn, stop, wait_for_line
+from streams.bench.soak import SoakPlan, run_soak
+from streams.bench.summary import bench_lines, soak_lines
+from streams.bench.sweep import Plan as SweepPlan
 from streams.settings import AppSettings
-from streams.worker import provision
 
-P99_BOUND_MS = 1000.0
+SMOKE_SWEEP = SweepPlan(
+    grid=(50, 200),
+    cap=3200,
+    factor=4.0,
+    tolerance=0.25,
+    max_probes=2,
+    seconds=1.0,
+    drain_s=15.0,
+    latency_rate=20.0,
+    repetitions=2,
+)
+"""A few seconds per system: the sweep still runs until a failure, the bisection is short."""
 
 
 def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="benchmark the pipeline against a raw Kafka chain")
     bench.add_argument("--rates", default="100,200,400,700,1000,1400", help="sweep, req/s")
+    bench.add_argument("--max-rate", type=float, default=20_000.0, help="sweep cap, req/s")
+    bench.add_argument("--tolerance", type=float, default=0.05, help="of the sustainable rate")
     bench.add_argument("--seconds", type=float, default=8.0, help="length of each load step")
-    bench.add_argument("--repetitions", type=int, default=3, help="runs at half the max rate")
+    bench.add_argument("--latency-rate", type=float, default=100.0, help="for both systems")
+    bench.add_argument("--repetitions", type=int, default=3, help="runs at the latency rate")
+    bench.add_argument("--p99-bound-ms", type=float, default=1000.0, help="to count as held")
     bench.add_argument("--model-latency-ms", type=float, default=200.0)
-    bench.add_argument("--latency-rate", type=float, default=50.0, help="rate of that run")
+    bench.add_argument("--model-latency-rate", type=float, default=50.0, help="rate of that run")
     bench.add_argument("--partitions", type=int, default=6)
     bench.add_argument("--workers", type=int, default=1, help="pipeline worker processes")
     bench.add_argument("--out", type=Path, default=Path(".run/bench"))
     bench.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
     bench.set_defaults(handler=_bench)
-    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority}")
+    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority,soak}")
     _add_priority_command(kinds)
+    _add_soak_command(kinds)
+
+
+def _add_soak_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    soak = kinds.add_parser("soak", help="one worker's memory and restart under a long load")
+    soak.add_argument("--requests", type=int, default=100_000)
+    soak.add_argument("--rate", type=float, default=100.0, help="req/s, open loop")
+    soak.add_argument("--retain-s", type=float, default=30.0, help="refinement-table retention")
+    soak.add_argument("--partitions", type=int, default=6)
+    soak.add_argument("--out", type=Path, default=Path(".run/bench"))
+    soak.add_argument("--smoke", action="store_true", help="300 requests at 50/s")
+    soak.set_defaults(handler=_soak)
 
 
 def _add_priority_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,11 +107,55 @@ def _bench_priority(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.smoke:
-        args.rates, args.seconds, args.repetitions, args.latency_rate = "20", 2.0, 1, 10.0
-    results = asyncio.run(run_bench(AppSettings.load(), args))
-    _print_summary(results)
+    plan = _bench_plan(args)
+    results = {"machine": _machine(), "settings": _settings_of(args, plan)}
+    results |= asyncio.run(run_bench(AppSettings.load(), plan, _progress))
+    print("\n".join(bench_lines(results)))
     print(f"\nresults written to {_write(results, args.out, 'results')}")
+    return 0
+
+
+def _bench_plan(args: argparse.Namespace) -> BenchPlan:
+    sweep = (
+        SMOKE_SWEEP
+        if args.smoke
+        else SweepPlan(
+            grid=tuple(float(r) for r in args.rates.split(",")),
+            cap=args.max_rate,
+            tolerance=args.tolerance,
+            seconds=args.seconds,
+            p99_bound_ms=args.p99_bound_ms,
+            latency_rate=args.latency_rate,
+            repetitions=args.repetitions,
+        )
+    )
+    return BenchPlan(
+        out=args.out,
+        sweep=sweep,
+        partitions=args.partitions,
+        workers=args.workers,
+        model_latency_ms=args.model_latency_ms,
+        model_latency_rate=10.0 if args.smoke else args.model_latency_rate,
+        warm_up_s=1.0 if args.smoke else 2.0,
+        micro_s=0.05 if args.smoke else 0.5,
+    )
+
+
+def _soak(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a request per metrics sample
+    plan = SoakPlan(
+        out=args.out,
+        requests=300 if args.smoke else args.requests,
+        rate=50.0 if args.smoke else args.rate,
+        retain_s=args.retain_s,
+        partitions=args.partitions,
+        sample_s=0.5 if args.smoke else 1.0,
+        drain_s=20.0 if args.smoke else 60.0,
+    )
+    results = {"machine": _machine()} | asyncio.run(run_soak(AppSettings.load(), plan, _progress))
+    path = _write(results, args.out, "soak")
+    print(f"results written to {path}")
+    print("\n".join(soak_lines(results)))
     return 0
 
 
@@ -105,24 +167,6 @@ def _write(results: dict[str, Any], out: Path, stem: str) -> Path:
     return path
 
 
-async def run_bench(settings: AppSettings, args: argparse.Namespace) -> dict[str, Any]:
-    rates = [float(r) for r in args.rates.split(",")]
-    ns = f"bench{uuid.uuid4().hex[:8]}"
-    settings = settings.with_namespace(ns)
-    kafka = settings.kafka.model_copy(update={"partitions": args.partitions})
-    settings = settings.model_copy(update={"kafka": kafka})
-    provision(settings)
-    results: dict[str, Any] = {"machine": _machine(), "settings": _settings_of(args)}
-    results["baseline"] = await _measure_baseline(settings, args, rates)
-    results["pipeline"] = await _measure_pipeline(settings, args, rates, model_latency_ms=0)
-    results["pipeline_model_latency"] = await _measure_pipeline(
-        settings, args, [args.latency_rate], model_latency_ms=args.model_latency_ms, sweep=False
-    )
-    results["ratios"] = _ratios(results["pipeline"], results["baseline"])
-    results["micro_us"] = run_micro()
-    return results
-
-
 def _machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -132,179 +176,22 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "rates",
-        "seconds",
-        "repetitions",
-        "model_latency_ms",
-        "latency_rate",
-        "partitions",
-        "workers",
-    )
-    return {k: getattr(args, k) for k in keys}
-
-
-async def _measure_baseline(
-    settings: AppSettings, args: argparse.Namespace, rates: list[float]
-) -> dict[str, Any]:
-    chain = [f"{settings.kafka.topic_namespace}.baseline.hop{i}" for i in range(5)]
-    _create_topics(settings, chain, args.partitions)
-    proc = spawn(
-        [
-            sys.executable,
-            "-m",
-            "streams.bench.baseline",
-            "--bootstrap",
-            settings.kafka.bootstrap_servers,
-            "--chain",
-            ",".join(chain),
-            "--group",
-            chain[0],
-        ],
-        Path(args.out) / "baseline.log",
-    )
-    try:
-        await wait_for_line(Path(args.out) / "baseline.log", "baseline ready", proc)
-        target = Target(settings.kafka.bootstrap_servers, chain[0], chain[-1], args.partitions)
-        await _warm_up(target, rates)
-        return await _sweep_and_repeat(target, args, rates, {"baseline": proc.pid})
-    finally:
-        stop(proc)
-
-
-async def _measure_pipeline(
-    settings: AppSettings,
-    args: argparse.Namespace,
-    rates: list[float],
-    *,
-    model_latency_ms: float,
-    sweep: bool = True,
-) -> dict[str, Any]:
-    script = Path(args.out) / f"script-{int(model_latency_ms)}.json"
-    script.write_text(json.dumps({"default": {"latency_ms": model_latency_ms}}))
-    env = {
-        "GUARDIAN_MODEL_BACKEND": "scripted",
-        "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
-        "GUARDIAN_GUARD_EMBEDDER": "hashing",
-        "GUARDIAN_GUARD_PII_CHECK": "false",
-        # Every request must reach the model: the cache would answer repeats at once.
-        "GUARDIAN_CACHE_BACKEND": "off",
-        "GUARDIAN_WORKER_METRICS_PORT": "0",
-        "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
-        "GUARDIAN_KAFKA_PARTITIONS": str(args.partitions),
-    }
-    cmd = [sys.executable, "-m", "streams.cli", "worker", "--namespace"]
-    cmd += [settings.kafka.topic_namespace]
-    procs = [
-        spawn(cmd, Path(args.out) / f"worker-{int(model_latency_ms)}-{i}.log", env)
-        for i in range(args.workers)
-    ]
-    try:
-        target = await ready_target(settings, procs, args.partitions)
-        pids = {f"worker{i}" if i else "worker": p.pid for i, p in enumerate(procs)}
-        await _warm_up(target, rates)
-        if not sweep:
-            return {
-                "model_latency_ms": model_latency_ms,
-                **await _runs(target, args, rates[0], pids),
-            }
-        return await _sweep_and_repeat(target, args, rates, pids)
-    finally:
-        for proc in procs:
-            stop(proc)
-
-
-async def _warm_up(target: Target, rates: list[float]) -> None:
-    """A short unmeasured load, so neither system's first step pays for connections and
-    metadata."""
-    await run_load(target, rate=min(rates), seconds=2.0, drain_s=20)
-
-
-async def _sweep_and_repeat(
-    target: Target, args: argparse.Namespace, rates: list[float], pids: dict[str, int]
-) -> dict[str, Any]:
-    steps = []
-    sustainable = 0.0
-    for rate in rates:
-        step = await _measured(target, args, rate, pids)
-        steps.append(step)
-        print(f"   {rate:>6.0f} req/s: {_brief(step)}", file=sys.stderr, flush=True)
-        if not _kept_up(step):
-            break
-        sustainable = rate
-    half = max(sustainable / 2, min(rates) / 2)
+def _settings_of(args: argparse.Namespace, plan: BenchPlan) -> dict[str, Any]:
+    sweep = plan.sweep
     return {
-        "sweep": steps,
-        "sustainable_rate": sustainable,
-        **await _runs(target, args, half, pids),
+        "smoke": args.smoke,
+        "rates": list(sweep.grid),
+        "max_rate": sweep.cap,
+        "tolerance": sweep.tolerance,
+        "seconds": sweep.seconds,
+        "p99_bound_ms": sweep.p99_bound_ms,
+        "latency_rate": sweep.latency_rate,
+        "repetitions": sweep.repetitions,
+        "model_latency_ms": plan.model_latency_ms,
+        "model_latency_rate": plan.model_latency_rate,
+        "partitions": plan.partitions,
+        "workers": plan.workers,
     }
-
-
-async def _runs(
-    target: Target, args: argparse.Namespace, rate: float, pids: dict[str, int]
-) -> dict[str, Any]:
-    runs = [await _measured(target, args, rate, pids) for _ in range(args.repetitions)]
-    return {"latency_rate": rate, "runs": runs}
-
-
-async def _measured(
-    target: Target, args: argparse.Namespace, rate: float, pids: dict[str, int]
-) -> dict[str, Any]:
-    meter = CpuMeter(pids | _broker_pid() | {"generator": os.getpid()})
-    meter.start()
-    result: RunResult = await run_load(target, rate=rate, seconds=args.seconds, drain_s=20)
-    return result.as_dict() | {"cpu_seconds": meter.stop()}
-
-
-def _kept_up(step: dict[str, Any]) -> bool:
-    return bool(step["received"] == step["sent"] and step["latency_ms"]["p99"] <= P99_BOUND_MS)
-
-
-def _brief(step: dict[str, Any]) -> str:
-    lat = step["latency_ms"]
-    return (
-        f"{step['received']}/{step['sent']} answered, {step['throughput']}/s, "
-        f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms, cpu {step['cpu_seconds']}"
-    )
-
-
-def _ratios(pipeline: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
-    def p99(section: dict[str, Any]) -> float:
-        return float(min(r["latency_ms"]["p99"] for r in section["runs"]))
-
-    base_rate = baseline["sustainable_rate"]
-    return {
-        "throughput": round(pipeline["sustainable_rate"] / base_rate, 3) if base_rate else None,
-        "p99_latency_at_own_half_rate": round(p99(pipeline) / p99(baseline), 2),
-    }
-
-
-def _broker_pid() -> dict[str, int]:
-    state = broker.status(broker.BrokerSettings())
-    return {"broker": state.pid} if state.pid else {}
-
-
-def _create_topics(settings: AppSettings, names: list[str], partitions: int) -> None:
-    admin = AdminClient(settings.kafka.confluent())
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names])
-    for future in futures.values():
-        future.result(timeout=30)
-
-
-def _print_summary(results: dict[str, Any]) -> None:
-    print("\n== summary")
-    for name in ("baseline", "pipeline"):
-        section = results[name]
-        best = min(section["runs"], key=lambda r: r["latency_ms"]["p99"])
-        print(
-            f"{name:<9} sustainable {section['sustainable_rate']:.0f} req/s; at "
-            f"{section['latency_rate']:.0f} req/s: {_brief(best)}"
-        )
-    slow = results["pipeline_model_latency"]
-    print(f"pipeline with {slow['model_latency_ms']:.0f} ms model: {_brief(slow['runs'][0])}")
-    print(f"ratios: {results['ratios']}")
-    print("micro (us/call): " + ", ".join(f"{k} {v}" for k, v in results["micro_us"].items()))
 
 
 def _progress(line: str) -> None:

@@ -62,6 +62,14 @@ class RunResult:
         }
 
 
+@dataclass
+class Counts:
+    """Requests sent and answered so far, updated while a run goes on."""
+
+    sent: int = 0
+    answered: int = 0
+
+
 @dataclass(frozen=True)
 class Target:
     """Where requests go in and where their answers come out."""
@@ -80,10 +88,11 @@ async def run_load(
     drain_s: float = 30.0,
     prompt: Callable[[int], str] | None = None,
     priority: Callable[[int], int] | None = None,
+    counts: Counts | None = None,
 ) -> RunResult:
     """Send ``rate`` requests per second for ``seconds`` and wait for their answers;
     request ``i`` has ``priority(i)`` (default: the request's default) and its latency
-    is also counted under it."""
+    is also counted under it; ``counts`` follows the run as it goes."""
     codec = Codec()
     run = uuid.uuid4().hex[:8]  # prompts never repeat across runs
     prompt = prompt or (lambda i: f"What is the capital of country number {i} ({run})?")
@@ -92,15 +101,18 @@ async def run_load(
     by_priority: dict[int, Latencies] = defaultdict(Latencies)
     done = asyncio.Event()
     total = int(rate * seconds)
+    counts = counts if counts is not None else Counts()
     consumer = await _open_tail(target)
     collector = asyncio.create_task(
-        _collect(consumer, codec, intended, (latencies, by_priority), total, done)
+        _collect(consumer, codec, intended, (latencies, by_priority), counts, total, done)
     )
     producer = AIOKafkaProducer(bootstrap_servers=target.bootstrap, linger_ms=1, acks=1)
     await producer.start()
     try:
         started = time.perf_counter()
-        await _send_schedule(producer, codec, target, intended, rate, total, (prompt, priority))
+        await _send_schedule(
+            producer, codec, target, intended, (rate, total, counts), (prompt, priority)
+        )
         send_seconds = time.perf_counter() - started
         await producer.flush()
         with contextlib.suppress(TimeoutError):  # what did not arrive counts as lost
@@ -120,10 +132,10 @@ async def _send_schedule(
     codec: Codec,
     target: Target,
     intended: dict[str, tuple[float, int | None]],
-    rate: float,
-    total: int,
+    pace: tuple[float, int, Counts],
     shape: tuple[Callable[[int], str], Callable[[int], int] | None],
 ) -> None:
+    rate, total, counts = pace
     prompt, priority = shape
     t0 = time.perf_counter()
     for i in range(total):
@@ -142,6 +154,7 @@ async def _send_schedule(
             **({} if level is None else {"priority": level}),
         )
         await producer.send(target.in_topic, codec.encode(request), key=rid.encode())
+        counts.sent += 1
 
 
 async def _open_tail(target: Target) -> AIOKafkaConsumer:
@@ -160,11 +173,11 @@ async def _collect(
     codec: Codec,
     intended: dict[str, tuple[float, int | None]],
     sinks: tuple[Latencies, dict[int, Latencies]],
+    counts: Counts,
     total: int,
     done: asyncio.Event,
 ) -> None:
-    seen = 0
-    while seen < total:
+    while counts.answered < total:
         batch = await consumer.getmany(timeout_ms=200)
         now = time.perf_counter()
         for records in batch.values():
@@ -179,5 +192,5 @@ async def _collect(
                     sinks[0].record(now - due)
                     if level is not None:
                         sinks[1][level].record(now - due)
-                    seen += 1
+                    counts.answered += 1
     done.set()

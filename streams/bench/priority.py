@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,9 +19,10 @@ from typing import Any
 
 from agents.priority import lane_for, lane_name
 from streams.bench.loadgen import Latencies, RunResult, run_load
+from streams.bench.namespace import scratch_namespace
 from streams.bench.procs import ready_target, spawn, stop
+from streams.bench.workers import worker_cmd, worker_env
 from streams.settings import AppSettings
-from streams.worker import provision
 
 DEFAULT_MIX = "9:0.2,5:0.3,1:0.5"
 LANE_ORDER = ("high", "normal", "low")
@@ -83,55 +82,36 @@ async def run_priority_bench(
 
 
 async def _run(settings: AppSettings, plan: Plan, out: Path, lanes: int) -> dict[str, Any]:
-    settings = settings.with_namespace(f"benchprio{uuid.uuid4().hex[:8]}")
-    kafka = settings.kafka.model_copy(update={"partitions": plan.partitions})
-    settings = settings.model_copy(update={"kafka": kafka})
-    provision(settings)
     script = out / f"script-priority-{int(plan.model_latency_ms)}.json"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(json.dumps({"default": {"latency_ms": plan.model_latency_ms}}))
-    proc = spawn(
-        _worker_cmd(settings), out / f"priority-worker-{lanes}.log", _env(plan, script, lanes)
-    )
-    try:
-        target = await ready_target(settings, [proc], plan.partitions)
-        levels = priorities(plan.mix, int(plan.rate * plan.seconds))
-        result = await run_load(
-            target,
-            rate=plan.rate,
-            seconds=plan.seconds,
-            drain_s=plan.drain_s,
-            priority=levels.__getitem__,
+    with scratch_namespace(settings, "benchprio", plan.partitions) as scoped:
+        proc = spawn(
+            worker_cmd(scoped), out / f"priority-worker-{lanes}.log", _env(plan, script, lanes)
         )
-        return _report(result, lanes)
-    finally:
-        stop(proc)
-
-
-def _worker_cmd(settings: AppSettings) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "streams.cli",
-        "worker",
-        "--namespace",
-        *[settings.kafka.topic_namespace],
-    ]
+        try:
+            target = await ready_target(scoped, [proc], plan.partitions)
+            levels = priorities(plan.mix, int(plan.rate * plan.seconds))
+            result = await run_load(
+                target,
+                rate=plan.rate,
+                seconds=plan.seconds,
+                drain_s=plan.drain_s,
+                priority=levels.__getitem__,
+            )
+            return _report(result, lanes)
+        finally:
+            stop(proc)
 
 
 def _env(plan: Plan, script: Path, lanes: int) -> dict[str, str]:
-    return {
-        "GUARDIAN_MODEL_BACKEND": "scripted",
-        "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
-        "GUARDIAN_GUARD_EMBEDDER": "hashing",
-        "GUARDIAN_GUARD_PII_CHECK": "false",
-        "GUARDIAN_CACHE_BACKEND": "off",
-        "GUARDIAN_REFINE_MAX_ROUNDS": "1",
-        "GUARDIAN_WORKER_METRICS_PORT": "0",
-        "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": str(plan.slots),
-        "GUARDIAN_WORKER_PRIORITY_LANES": str(lanes),
-        "GUARDIAN_KAFKA_PARTITIONS": str(plan.partitions),
-    }
+    return worker_env(
+        script,
+        plan.partitions,
+        GUARDIAN_REFINE_MAX_ROUNDS="1",
+        GUARDIAN_WORKER_SPECIALIST_CONCURRENCY=str(plan.slots),
+        GUARDIAN_WORKER_PRIORITY_LANES=str(lanes),
+    )
 
 
 def _report(result: RunResult, lanes: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Processes of a benchmark run: spawn with a log, wait for a log line or a stable
-consumer group, wait for workers to answer, stop (SIGTERM, then SIGKILL)."""
+consumer group, wait for workers to answer, stop (SIGTERM, then SIGKILL) or kill."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, as a crash would: no commit, no clean leave of the consumer group."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 async def ready_target(

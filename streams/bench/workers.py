@@ -1,0 +1,53 @@
+"""Pipeline workers for benchmarks: a scripted model with no latency by default and a
+``slow`` key with a fixed latency, no cache, no PII model; the command that runs one."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from streams.settings import AppSettings
+
+SLOW_KEY = "slow"
+"""Prompts carrying ``[[script:slow]]`` get the script's fixed model latency."""
+
+
+def write_script(out: Path, slow_latency_ms: float, name: str = "script") -> Path:
+    """The model script: instant answers, and ``slow_latency_ms`` ones under ``SLOW_KEY``."""
+    path = out / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = {
+        "default": {"latency_ms": 0.0},
+        "entries": {SLOW_KEY: {"latency_ms": slow_latency_ms}},
+    }
+    path.write_text(json.dumps(script))
+    return path
+
+
+def worker_env(script: Path, partitions: int, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark worker; ``extra`` adds or overrides settings."""
+    return {
+        "GUARDIAN_MODEL_BACKEND": "scripted",
+        "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
+        "GUARDIAN_GUARD_EMBEDDER": "hashing",
+        "GUARDIAN_GUARD_PII_CHECK": "false",
+        # Every request must reach the model: the cache would answer repeats at once.
+        "GUARDIAN_CACHE_BACKEND": "off",
+        "GUARDIAN_WORKER_METRICS_PORT": "0",
+        "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
+        "GUARDIAN_KAFKA_PARTITIONS": str(partitions),
+        **extra,
+    }
+
+
+def worker_cmd(settings: AppSettings) -> list[str]:
+    """The command running one worker in the settings' namespace."""
+    return [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "worker",
+        "--namespace",
+        settings.kafka.topic_namespace,
+    ]
