@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from streams.bench.summary import SOAK_LINE
 from tests.integration.harness import ROOT
 
 pytestmark = pytest.mark.integration
 
 
 def run_bench(kafka_bootstrap: str, out: Path, *args: str, pattern: str) -> dict[str, Any]:
+    results, _ = run_bench_output(kafka_bootstrap, out, *args, pattern=pattern)
+    return results
+
+
+def run_bench_output(
+    kafka_bootstrap: str, out: Path, *args: str, pattern: str
+) -> tuple[dict[str, Any], str]:
+    """The results file and what the command printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
     done = subprocess.run(
@@ -25,25 +36,75 @@ def run_bench(kafka_bootstrap: str, out: Path, *args: str, pattern: str) -> dict
         env=env,
         capture_output=True,
         text=True,
-        timeout=540,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (path,) = out.glob(pattern)
     results: dict[str, Any] = json.loads(path.read_text())
-    return results
+    return results, done.stdout
 
 
-@pytest.mark.timeout(600)
+def namespace_topics(kafka_bootstrap: str, prefix: str) -> list[str]:
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    return [t for t in admin.list_topics(timeout=30).topics if re.match(prefix, t)]
+
+
+@pytest.mark.timeout(240)
 def test_bench_smoke_run_writes_results(kafka_bootstrap: str, tmp_path: Path) -> None:
     results = run_bench(kafka_bootstrap, tmp_path, "--smoke", pattern="results-*.json")
     for system in ("baseline", "pipeline", "pipeline_model_latency"):
         for run in results[system]["runs"]:
             assert run["received"] == run["sent"] > 0
             assert run["latency_ms"]["p50"] > 0
-    assert results["pipeline"]["sustainable_rate"] > 0
+            assert run["cpu_ms_per_request"] > 0
+    for system in ("baseline", "pipeline"):
+        assert_rate_found(results[system], results["settings"]["tolerance"])
+        assert results[system]["latency_rate"] == results["settings"]["latency_rate"]
+        assert 0 <= results[system]["worst_run"] < len(results[system]["runs"])
     assert results["pipeline_model_latency"]["runs"][0]["latency_ms"]["p50"] >= 200
+    assert results["ratios"]["throughput"] > 0
     assert results["micro_us"]["codec_round_trip_request"] > 0
+    assert not namespace_topics(kafka_bootstrap, re.escape(results["namespace"]) + r"\.")
+
+
+def assert_rate_found(section: dict[str, Any], tolerance: float) -> None:
+    """The sweep ran until a failure (or its cap), and the bisection stayed in its bracket."""
+    held, failed = section["bracket"]
+    assert section["sustainable_rate"] == pytest.approx(held, abs=0.1)
+    steps = section["sweep"] + section["bisection"]
+    assert held == max([0.0] + [s["rate"] for s in steps if s["rate"] <= held])
+    if section["limited_by"] == "system":
+        assert failed > held
+        assert section["sweep"][-1]["rate"] == max(s["rate"] for s in section["sweep"])
+        assert section["converged"] == (failed <= held * (1 + tolerance))
+        assert all(0 < p["rate"] < section["sweep"][-1]["rate"] for p in section["bisection"])
+    else:
+        assert failed is None
+        assert held > 0
+        assert not section["bisection"]
+
+
+@pytest.mark.timeout(120)
+def test_soak_smoke_run_restarts_and_reports(kafka_bootstrap: str, tmp_path: Path) -> None:
+    results, printed = run_bench_output(
+        kafka_bootstrap, tmp_path, "soak", "--smoke", pattern="soak-*.json"
+    )
+    last = SOAK_LINE.fullmatch(printed.strip().splitlines()[-1])
+    assert last is not None, printed[-1000:]
+    assert int(last["requests"]) == results["load"]["sent"] == results["load"]["received"] == 300
+    assert 20 < float(last["start"]) < 4000
+    assert 20 < float(last["end"]) < 4000
+    assert last["growth"] == "n/a" or abs(float(last["growth"])) < 10_000
+    assert 0 < float(last["restart"]) < 180, "the new worker answered a fresh request"
+    assert results["restart"]["answered"]
+    assert results["restart"]["status"] == "passed"
+    samples = results["samples"]
+    assert len(samples) >= 5
+    assert samples[-1]["answered"] == 300
+    assert all(s["rss_mb"] > 0 for s in samples)
+    assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
+    assert not namespace_topics(kafka_bootstrap, re.escape(results["namespace"]) + r"\.")
 
 
 @pytest.mark.timeout(300)
