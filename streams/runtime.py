@@ -3,7 +3,10 @@ faust app with its topics and the refinement table, and one way to emit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +25,26 @@ from schemas.topics import TopicSpec, qualified
 from streams.lanes import lane_topic
 from streams.metrics import Metrics
 from streams.settings import AppSettings
+
+_PENDING: ContextVar[list[Awaitable[Any]] | None] = ContextVar("pending_sends", default=None)
+"""The broker acknowledgements the record being handled (in this task) still waits for."""
+
+
+@asynccontextmanager
+async def sends_of_record() -> AsyncIterator[None]:
+    """Collect the sends made inside the block and wait for the broker to acknowledge
+    them all on the way out; a send that failed raises here."""
+    pending: list[Awaitable[Any]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+        # Awaited on the way out of a failure too: no acknowledgement goes unobserved.
+        outcomes = await asyncio.gather(*pending, return_exceptions=True) if pending else []
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise failures[0]
 
 
 def utc_now() -> datetime:
@@ -57,6 +80,7 @@ class Runtime:
     open_deadlines: dict[str, datetime] = field(default_factory=dict)
     open_tasks: dict[str, datetime] = field(default_factory=dict)
     _topics: dict[str, Any] = field(default_factory=dict)
+    _names: dict[str, str] = field(default_factory=dict)
 
     def topic(self, spec: TopicSpec) -> Any:
         """The faust topic of ``spec`` (raw bytes: the codec does all the encoding)."""
@@ -85,13 +109,33 @@ class Runtime:
 
     async def emit(self, event: Event, *, headers: dict[str, bytes] | None = None) -> None:
         """Send ``event`` to its topic, keyed by its request; a task goes to the lane topic
-        of its priority (all tasks of a request share it, so their order holds)."""
+        of its priority (all tasks of a request share it, so their order holds).
+
+        Inside the stage loop the broker's acknowledgement is awaited once the record's
+        handler returns (``sends_of_record``), so a record is acked, and its offset
+        committed, only after all it caused is written; elsewhere it is awaited here."""
         spec = topics.BY_RECORD[event.record_name]
         if isinstance(event, TaskAssigned):
             spec = lane_topic(event.priority, self.settings.worker.priority_lanes)
-        await self.topic(spec).send(
-            key=event.request_id.encode(), value=self.codec.encode(event), headers=headers
+        acked = await self.app.producer.send(
+            self._name(spec),
+            event.request_id.encode(),
+            self.codec.encode(event),
+            None,
+            None,
+            headers,
         )
+        pending = _PENDING.get()
+        if pending is None:
+            await acked
+        else:
+            pending.append(acked)
+
+    def _name(self, spec: TopicSpec) -> str:
+        name = self._names.get(spec.name)
+        if name is None:
+            name = self._names[spec.name] = qualified(spec, self.settings.kafka.topic_namespace)
+        return name
 
     def count_response(self, response: ResponseDelivered) -> None:
         """Metrics of a final response, counted once when it is decided."""

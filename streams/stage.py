@@ -3,18 +3,26 @@ with headers and never stops its partition."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
+
 from schemas.errors import DecodeError, GuardianError
 from schemas.request_events import DeadLettered
-from streams.runtime import Runtime
+from streams.runtime import Runtime, sends_of_record
 
 _log = logging.getLogger(__name__)
 MAX_DEAD_PAYLOAD = 64 * 1024
+_ALSO_TRANSIENT = (KafkaTimeoutError,)
+"""Transient though not flagged: aiokafka's timeout of a send or request (the broker
+away or slow) says ``retriable = False``."""
+RETRY_DELAY_S = (0.2, 10.0)
+"""First and longest pause before a record that met a transient error is handled again."""
 
 
 @dataclass(frozen=True)
@@ -52,27 +60,82 @@ async def run(rt: Runtime, stage: str, stream: Any, handle: Handler) -> None:
 
 
 async def _handle_one(rt: Runtime, stage: str, record: Record, handle: Handler) -> str:
-    try:
-        await handle(record)
-    except Exception as exc:  # noqa: BLE001 - the stage loop is the one place that catches
-        rt.metrics.stage_errors.labels(stage, type(exc).__name__).inc()
-        await _dead_letter_or_log(rt, stage, record, exc)
-        return "dead_letter"
-    return "ok"
+    """Handle ``record`` until it is done: a transient error (the broker away, a send
+    not acknowledged) is retried with backoff while the record's partition waits; any
+    other error dead-letters the record."""
+    backoff = Backoff()
+    while True:
+        try:
+            async with sends_of_record():
+                await handle(record)
+        except Exception as exc:  # noqa: BLE001 - the stage loop is the one place that catches
+            if transient(exc):
+                await _retry_later(rt, stage, record, exc, backoff)
+                continue
+            rt.metrics.stage_errors.labels(stage, type(exc).__name__).inc()
+            await _dead_letter_or_log(rt, stage, record, exc)
+            return "dead_letter"
+        return "ok"
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether trying again can help: the error, or one it was raised from, says so."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "retriable", False) or isinstance(seen, _ALSO_TRANSIENT):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+@dataclass
+class Backoff:
+    """Exponential pauses between tries, capped: ``RETRY_DELAY_S`` (first, longest)."""
+
+    delay_s: float = 0.0
+
+    def next(self) -> float:
+        first, longest = RETRY_DELAY_S
+        self.delay_s = first if not self.delay_s else min(self.delay_s * 2, longest)
+        return self.delay_s
+
+
+async def _retry_later(
+    rt: Runtime, stage: str, record: Record, exc: BaseException, backoff: Backoff
+) -> None:
+    delay = backoff.next()
+    rt.metrics.send_retries.labels(stage).inc()
+    _log.warning(
+        "%s: transient error on %s[%d]@%d, trying again in %.1fs: %r",
+        stage,
+        record.topic,
+        record.partition,
+        record.offset,
+        delay,
+        exc,
+    )
+    await asyncio.sleep(delay)
 
 
 async def _dead_letter_or_log(rt: Runtime, stage: str, record: Record, exc: Exception) -> None:
-    try:
-        await dead_letter(rt, stage, record, exc)
-    except Exception:  # noqa: BLE001 - an unsendable dead letter must not stop the partition
-        _log.critical(
-            "%s: could not dead-letter %s[%d]@%d",
-            stage,
-            record.topic,
-            record.partition,
-            record.offset,
-            exc_info=True,
-        )
+    backoff = Backoff()
+    while True:
+        try:
+            await dead_letter(rt, stage, record, exc)
+            return
+        except Exception as failure:  # noqa: BLE001 - an unsendable dead letter must not stop the partition
+            if transient(failure):
+                await _retry_later(rt, stage, record, failure, backoff)
+                continue
+            _log.critical(
+                "%s: could not dead-letter %s[%d]@%d",
+                stage,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc_info=True,
+            )
+            return
 
 
 def _reason_code(exc: BaseException) -> str:
