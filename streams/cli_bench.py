@@ -47,6 +47,9 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--latency-rate", type=float, default=100.0, help="for both systems")
     bench.add_argument("--repetitions", type=int, default=3, help="runs at the latency rate")
     bench.add_argument("--p99-bound-ms", type=float, default=1000.0, help="to count as held")
+    bench.add_argument(
+        "--growth-bound-ms", type=float, default=150.0, help="median latency growth in a step"
+    )
     bench.add_argument("--model-latency-ms", type=float, default=200.0)
     bench.add_argument("--model-latency-rate", type=float, default=50.0, help="rate of that run")
     bench.add_argument("--partitions", type=int, default=6)
@@ -125,6 +128,7 @@ def _bench_plan(args: argparse.Namespace) -> BenchPlan:
             tolerance=args.tolerance,
             seconds=args.seconds,
             p99_bound_ms=args.p99_bound_ms,
+            growth_bound_ms=args.growth_bound_ms,
             latency_rate=args.latency_rate,
             repetitions=args.repetitions,
         )
@@ -185,6 +189,7 @@ def _settings_of(args: argparse.Namespace, plan: BenchPlan) -> dict[str, Any]:
         "tolerance": sweep.tolerance,
         "seconds": sweep.seconds,
         "p99_bound_ms": sweep.p99_bound_ms,
+        "growth_bound_ms": sweep.growth_bound_ms,
         "latency_rate": sweep.latency_rate,
         "repetitions": sweep.repetitions,
         "model_latency_ms": plan.model_latency_ms,

@@ -20,6 +20,7 @@ from schemas.errors import DecodeError
 from schemas.request_events import RequestSubmitted
 
 _MAX_LATENCY_US = 120_000_000
+QUARTERS = 4
 
 
 @dataclass
@@ -47,10 +48,21 @@ class RunResult:
     latencies: Latencies
     by_priority: dict[int, Latencies] = field(default_factory=dict)
     """The same latencies split by request priority (when the run set priorities)."""
+    by_quarter: dict[int, Latencies] = field(default_factory=dict)
+    """The same latencies split by quarter of the send schedule (0 first, 3 last)."""
 
     @property
     def throughput(self) -> float:
         return self.received / self.elapsed_seconds if self.elapsed_seconds else 0.0
+
+    @property
+    def latency_growth_ms(self) -> float | None:
+        """Median latency of the last quarter's requests minus the first quarter's: a
+        queue that grows during the run shows here even while p99 is still short."""
+        first, last = self.by_quarter.get(0), self.by_quarter.get(QUARTERS - 1)
+        if first is None or last is None:
+            return None
+        return last.summary_ms()["p50"] - first.summary_ms()["p50"]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -59,7 +71,27 @@ class RunResult:
             "received": self.received,
             "throughput": round(self.throughput, 1),
             "latency_ms": {k: round(v, 3) for k, v in self.latencies.summary_ms().items()},
+            "latency_growth_ms": _rounded(self.latency_growth_ms),
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+@dataclass
+class Sinks:
+    """Where a request's latency is recorded: overall, by priority, by schedule quarter."""
+
+    latencies: Latencies = field(default_factory=Latencies)
+    by_priority: dict[int, Latencies] = field(default_factory=lambda: defaultdict(Latencies))
+    by_quarter: dict[int, Latencies] = field(default_factory=lambda: defaultdict(Latencies))
+
+    def record(self, seconds: float, level: int | None, quarter: int) -> None:
+        self.latencies.record(seconds)
+        self.by_quarter[quarter].record(seconds)
+        if level is not None:
+            self.by_priority[level].record(seconds)
 
 
 @dataclass
@@ -96,16 +128,13 @@ async def run_load(
     codec = Codec()
     run = uuid.uuid4().hex[:8]  # prompts never repeat across runs
     prompt = prompt or (lambda i: f"What is the capital of country number {i} ({run})?")
-    intended: dict[str, tuple[float, int | None]] = {}
-    latencies = Latencies()
-    by_priority: dict[int, Latencies] = defaultdict(Latencies)
+    intended: dict[str, tuple[float, int | None, int]] = {}
+    sinks = Sinks()
     done = asyncio.Event()
     total = int(rate * seconds)
     counts = counts if counts is not None else Counts()
     consumer = await _open_tail(target)
-    collector = asyncio.create_task(
-        _collect(consumer, codec, intended, (latencies, by_priority), counts, total, done)
-    )
+    collector = asyncio.create_task(_collect(consumer, codec, intended, sinks, counts, total, done))
     producer = AIOKafkaProducer(bootstrap_servers=target.bootstrap, linger_ms=1, acks=1)
     await producer.start()
     try:
@@ -124,14 +153,23 @@ async def run_load(
         await producer.stop()
         await consumer.stop()
     received = total - len(intended)
-    return RunResult(rate, total, received, send_seconds, elapsed, latencies, dict(by_priority))
+    return RunResult(
+        rate,
+        total,
+        received,
+        send_seconds,
+        elapsed,
+        sinks.latencies,
+        dict(sinks.by_priority),
+        dict(sinks.by_quarter),
+    )
 
 
 async def _send_schedule(
     producer: AIOKafkaProducer,
     codec: Codec,
     target: Target,
-    intended: dict[str, tuple[float, int | None]],
+    intended: dict[str, tuple[float, int | None, int]],
     pace: tuple[float, int, Counts],
     shape: tuple[Callable[[int], str], Callable[[int], int] | None],
 ) -> None:
@@ -145,7 +183,7 @@ async def _send_schedule(
             await asyncio.sleep(delay)  # the schedule itself: open-loop pacing
         rid = uuid.uuid4().hex
         level = priority(i) if priority is not None else None
-        intended[rid] = (due, level)
+        intended[rid] = (due, level, i * QUARTERS // total)
         request = RequestSubmitted(
             event_id=rid,
             request_id=rid,
@@ -171,8 +209,8 @@ async def _open_tail(target: Target) -> AIOKafkaConsumer:
 async def _collect(
     consumer: AIOKafkaConsumer,
     codec: Codec,
-    intended: dict[str, tuple[float, int | None]],
-    sinks: tuple[Latencies, dict[int, Latencies]],
+    intended: dict[str, tuple[float, int | None, int]],
+    sinks: Sinks,
     counts: Counts,
     total: int,
     done: asyncio.Event,
@@ -188,9 +226,7 @@ async def _collect(
                     continue
                 sent = intended.pop(rid, None)
                 if sent is not None:
-                    due, level = sent
-                    sinks[0].record(now - due)
-                    if level is not None:
-                        sinks[1][level].record(now - due)
+                    due, level, quarter = sent
+                    sinks.record(now - due, level, quarter)
                     counts.answered += 1
     done.set()

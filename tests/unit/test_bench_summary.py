@@ -15,6 +15,7 @@ def run(p50: float, p99: float, cpu: float | None = 1.0) -> dict[str, Any]:
         "received": 100,
         "throughput": 99.0,
         "latency_ms": {"p50": p50, "p99": p99},
+        "latency_growth_ms": 1.0,
         "cpu_ms_per_request": cpu,
         "broker_cpu_ms_per_request": None,
         "generator_kept_schedule": True,
