@@ -27,10 +27,10 @@ from schemas.request_events import (
 from streams import intake, refine
 from streams.metrics import Metrics
 from streams.refine_store import RefineTables, StateListener
-from streams.refine_table import load_state
+from streams.refine_table import expire_markers, expire_states, load_marker, load_state
 from streams.runtime import Runtime
 from streams.settings import AppSettings
-from streams.stage import Record
+from streams.stage import Record, StageError
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 CODEC = Codec()
@@ -219,3 +219,58 @@ def test_a_state_stored_before_subtasks_is_read_as_its_main_run() -> None:
     recover(b"r-old", RequestState.model_validate(stored).model_dump_json().encode())
     recover(b"broken", b'{"not": "a state"}')
     assert set(index.open_deadlines) == {"r-old"}, "an unreadable entry is skipped, not fatal"
+
+
+async def _finished(rt: RecordingRuntime) -> ResponseDelivered:
+    await to_intake(rt, asked())
+    await to_intake(rt, context(T0))
+    (task,) = rt.of(TaskAssigned)
+    await to_refine(rt, passing(task, T0 + timedelta(seconds=1)))
+    (response,) = rt.of(ResponseDelivered)
+    return response
+
+
+async def test_a_finished_request_leaves_the_table_after_its_retention_and_keeps_a_marker() -> None:
+    rt = RecordingRuntime()
+    response = await _finished(rt)
+    real = cast(Runtime, rt)
+    assert expire_states(real, response.occurred_at + timedelta(seconds=599)) == 0
+    assert expire_states(real, response.occurred_at + timedelta(seconds=600)) == 1
+    assert b"req-1" not in rt.table.states
+    assert rt.table.index.finished == {}
+    marker = load_marker(real, "req-1")
+    assert marker is not None
+    assert marker.response == response
+
+
+async def test_a_resend_after_expiry_gets_the_same_response_and_no_task() -> None:
+    rt = RecordingRuntime()
+    response = await _finished(rt)
+    expire_states(cast(Runtime, rt), response.occurred_at + timedelta(hours=1))
+    before = len(rt.sent)
+    await to_intake(rt, asked().model_copy(update={"event_id": "e-2"}))
+    await to_refine(rt, passing(rt.of(TaskAssigned)[0], T0))  # a late verdict too
+    again = rt.sent[before:]
+    assert again == [response, response], "the very same response, no task, no turn"
+
+
+async def test_a_conflicting_resend_after_expiry_is_still_a_conflict() -> None:
+    rt = RecordingRuntime()
+    response = await _finished(rt)
+    expire_states(cast(Runtime, rt), response.occurred_at + timedelta(hours=1))
+    with pytest.raises(StageError) as raised:
+        await to_intake(rt, asked().model_copy(update={"prompt": "Something else"}))
+    assert raised.value.reason_code == "conflict"
+    assert rt.of(TaskAssigned)[1:] == []
+
+
+async def test_markers_expire_after_their_retention() -> None:
+    rt = RecordingRuntime()
+    response = await _finished(rt)
+    real = cast(Runtime, rt)
+    expire_states(real, response.occurred_at + timedelta(hours=1))
+    week = timedelta(seconds=rt.settings.refine.done_retain_s)
+    assert expire_markers(real, response.occurred_at + week - timedelta(seconds=1)) == 0
+    assert expire_markers(real, response.occurred_at + week) == 1
+    assert load_marker(real, "req-1") is None
+    assert rt.table.markers == {}
