@@ -227,6 +227,7 @@ async def _finished(rt: RecordingRuntime) -> ResponseDelivered:
     (task,) = rt.of(TaskAssigned)
     await to_refine(rt, passing(task, T0 + timedelta(seconds=1)))
     (response,) = rt.of(ResponseDelivered)
+    assert isinstance(response, ResponseDelivered)
     return response
 
 
