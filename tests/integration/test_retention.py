@@ -1,6 +1,7 @@
 """Bounded refinement state on a real broker: finished requests leave the table as
 tombstones while resends are still answered from their done markers, open requests
-survive a kill -9, and the indexes follow a rebalance without scanning the table."""
+survive a kill -9, the indexes follow a rebalance without scanning the table, and
+provisioning migrates the configs of existing topics."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import asyncio
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
+from connectors.admin import ensure_topics
 from connectors.client import GuardianClient
 from schemas import topics
 from schemas.request_events import ResponseDelivered, SpecialistAnswered, TaskAssigned
@@ -180,3 +185,28 @@ async def test_the_indexes_follow_a_rebalance_without_scanning_the_table(
         "serving and many timer ticks later, nothing more was parsed"
     )
     assert sum(w[PARSED] for w in settled) <= total, "only recovered entries were parsed"
+
+
+async def test_provisioning_brings_existing_changelogs_and_topics_up_to_date(
+    kafka_bootstrap: str, tmp_path: Path, kafka_admin: Any
+) -> None:
+    p = Pipeline(bootstrap=kafka_bootstrap, tmp=tmp_path)
+    old = REFINEMENT_TABLE.changelog(app_id_for(p.namespace))
+    requests = p.topic(topics.REQUESTS)
+    made = kafka_admin.create_topics(
+        [
+            NewTopic(old, num_partitions=p.partitions, config={"cleanup.policy": "compact"}),
+            NewTopic(requests, num_partitions=p.partitions, config={"retention.ms": "1000"}),
+        ]
+    )
+    for future in made.values():
+        future.result(timeout=30)
+    assert ensure_topics(p.kafka, [topics.REQUESTS], partitions=p.partitions) == []
+    configs = {}
+    for name in (old, requests):
+        resource = ConfigResource("topic", name)
+        found = kafka_admin.describe_configs([resource])[resource].result(timeout=30)
+        configs[name] = {k: e.value for k, e in found.items()}
+    assert {k: configs[old][k] for k in REFINEMENT_TABLE.config()} == REFINEMENT_TABLE.config()
+    assert configs[requests]["retention.ms"] == str(topics.REQUESTS.retention_ms)
+    kafka_admin.delete_topics([old, requests])
