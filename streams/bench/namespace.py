@@ -1,6 +1,6 @@
 """A benchmark's own topic namespace: provisioned at the start, and every topic under it
 (the pipeline's, the baseline's and faust's internal ones, all named ``<ns>.…``) deleted
-at the end, also when the run fails."""
+at the end, also when the run fails, with the consumer groups named ``<ns>.…``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def scratch_namespace(settings: AppSettings, prefix: str, partitions: int) -> It
         yield scoped
     finally:
         delete_namespace(scoped)
+        delete_groups(scoped)
 
 
 def delete_namespace(settings: AppSettings) -> list[str]:
@@ -49,4 +50,22 @@ def delete_namespace(settings: AppSettings) -> list[str]:
         except KafkaException as exc:
             _log.warning("could not delete topic %s: %s", name, exc)
     _log.info("deleted %d topics under %s", len(names), prefix)
+    return names
+
+
+def delete_groups(settings: AppSettings) -> list[str]:
+    """Delete the consumer groups named ``<namespace>.…`` (their members have stopped)."""
+    prefix = f"{settings.kafka.topic_namespace}."
+    if prefix == ".":
+        raise ValueError("refusing to delete groups without a namespace")
+    admin = AdminClient(settings.kafka.confluent())
+    listed = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result(timeout=_TIMEOUT_S)
+    names = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
+    if not names:
+        return []
+    for name, future in admin.delete_consumer_groups(names).items():
+        try:
+            future.result(timeout=_TIMEOUT_S)
+        except KafkaException as exc:
+            _log.warning("could not delete consumer group %s: %s", name, exc)
     return names

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +44,12 @@ def run_bench_output(
     return results, done.stdout
 
 
-def namespace_topics(kafka_bootstrap: str, prefix: str) -> list[str]:
+def left_behind(kafka_bootstrap: str, namespace: str) -> list[str]:
+    """Topics and consumer groups still named ``<namespace>.…``."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    return [t for t in admin.list_topics(timeout=30).topics if re.match(prefix, t)]
+    groups = admin.list_consumer_groups().result(timeout=30).valid
+    names = [*admin.list_topics(timeout=30).topics, *(g.group_id for g in groups)]
+    return [n for n in names if n.startswith(f"{namespace}.")]
 
 
 @pytest.mark.timeout(240)
@@ -65,7 +67,7 @@ def test_bench_smoke_run_writes_results(kafka_bootstrap: str, tmp_path: Path) ->
     assert results["pipeline_model_latency"]["runs"][0]["latency_ms"]["p50"] >= 200
     assert results["ratios"]["throughput"] > 0
     assert results["micro_us"]["codec_round_trip_request"] > 0
-    assert not namespace_topics(kafka_bootstrap, re.escape(results["namespace"]) + r"\.")
+    assert not left_behind(kafka_bootstrap, results["namespace"])
 
 
 def assert_rate_found(section: dict[str, Any], tolerance: float) -> None:
@@ -104,7 +106,7 @@ def test_soak_smoke_run_restarts_and_reports(kafka_bootstrap: str, tmp_path: Pat
     assert samples[-1]["answered"] == 300
     assert all(s["rss_mb"] > 0 for s in samples)
     assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)
-    assert not namespace_topics(kafka_bootstrap, re.escape(results["namespace"]) + r"\.")
+    assert not left_behind(kafka_bootstrap, results["namespace"])
 
 
 @pytest.mark.timeout(300)
