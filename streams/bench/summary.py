@@ -20,10 +20,11 @@ def bench_lines(results: dict[str, Any]) -> list[str]:
     lines = ["", "== summary"]
     for name in ("baseline", "pipeline"):
         section = results[name]
+        above = section["latency_rate"] > section["sustainable_rate"]
         lines.append(
             f"{name:<9} sustainable {_sustainable(section)}; worst of "
-            f"{len(section['runs'])} at {section['latency_rate']:.0f} req/s: "
-            f"{brief(worst(section))}"
+            f"{len(section['runs'])} at {section['latency_rate']:.0f} req/s"
+            f"{' (above its sustainable rate)' if above else ''}: {brief(worst(section))}"
         )
     slow = results["pipeline_model_latency"]
     lines.append(
