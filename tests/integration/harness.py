@@ -1,9 +1,11 @@
 """A pipeline under test: its own topic namespace, a scripted model, worker processes
-started and killed for real, and readers of what the pipeline wrote."""
+started and killed for real, and readers of what the pipeline wrote. Every topic of
+the namespace is deleted once its workers have stopped."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,12 +13,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from connectors.admin import ensure_topics
 from connectors.kafka import KafkaSettings
@@ -26,8 +31,10 @@ from schemas.envelope import Event
 from schemas.topics import TopicSpec, qualified
 from tests.fake_model_service import MODEL
 
+_log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 E = TypeVar("E", bound=Event)
+ADMIN_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -52,6 +59,25 @@ class Pipeline:
 
     def provision(self) -> None:
         ensure_topics(self.kafka, topics.ALL, partitions=self.partitions)
+
+    def delete_topics(self) -> list[str]:
+        """Delete every topic named ``<namespace>.…``: the provisioned ones and those
+        faust made (changelogs, the assignor's); return the names deleted. A topic
+        that cannot be deleted is logged, not raised: the test's outcome stands."""
+        admin = AdminClient(self.kafka.confluent())
+        prefix = f"{self.namespace}."
+        try:
+            found = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        except KafkaException as exc:
+            _log.warning("cannot list the topics of %s to delete them: %s", prefix, exc)
+            return []
+        names = sorted(n for n in found if n.startswith(prefix))
+        if not names:
+            return []
+        futures = admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S)
+        deleted = [name for name, future in futures.items() if _deleted(name, future)]
+        _log.info("deleted %d of the %d topics under %s", len(deleted), len(names), prefix)
+        return deleted
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
@@ -132,14 +158,27 @@ class Pipeline:
         return path
 
 
-@contextmanager
-def pipeline(bootstrap: str, tmp: Path, **env: str) -> Iterator[Pipeline]:
-    p = Pipeline(bootstrap=bootstrap, tmp=tmp, env=env)
-    p.provision()
+def _deleted(name: str, future: Future[None]) -> bool:
     try:
+        future.result(timeout=ADMIN_TIMEOUT_S)
+    except (KafkaException, TimeoutError) as exc:
+        _log.warning("could not delete topic %s: %s", name, exc)
+        return False
+    return True
+
+
+@contextmanager
+def pipeline(bootstrap: str, tmp: Path, *, partitions: int = 3, **env: str) -> Iterator[Pipeline]:
+    """A provisioned namespace; on leaving, its workers are stopped and its topics deleted."""
+    p = Pipeline(bootstrap=bootstrap, tmp=tmp, env=env, partitions=partitions)
+    try:
+        p.provision()
         yield p
     finally:
-        p.stop_all()
+        try:
+            p.stop_all()
+        finally:
+            p.delete_topics()
 
 
 def _partitions(p: Pipeline, spec: TopicSpec) -> int:
