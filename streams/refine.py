@@ -12,7 +12,7 @@ from agents.ids import stable_id
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
-from streams import answer_cache, sessions
+from streams import answer_cache, background, sessions
 from streams.refine_table import (
     expire_markers,
     expire_states,
@@ -39,7 +39,7 @@ def register(rt: Runtime) -> None:
     async def refine_stage(stream: object) -> None:
         await run(rt, "refine", stream, lambda record: handle(rt, record))
 
-    @rt.app.timer(interval=rt.settings.worker.deadline_scan_s)  # type: ignore[untyped-decorator]
+    @background.timer(rt, rt.settings.worker.deadline_scan_s, "deadline_timer")
     async def deadline_timer() -> None:
         nonlocal ticks
         await raise_deadlines(rt)

@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from connectors.admin import ensure_topics
 from connectors.llm_embedded import EmbeddedLLM
 from schemas import topics
-from streams.app import create_runtime
+from streams.app import app_id, create_runtime
 from streams.runtime import Ports
 from streams.settings import AppSettings
 
@@ -24,6 +24,7 @@ def provision(settings: AppSettings) -> list[str]:
         settings.kafka,
         topics.ALL,
         partitions=settings.kafka.partitions or settings.worker.partitions,
+        app_id=app_id(settings),
     )
 
 
