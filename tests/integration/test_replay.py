@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,13 +93,15 @@ async def drive(p: Pipeline) -> Run:
 
 
 @pytest.fixture(scope="module")
-def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The finished run; its log stays on the broker until the module's tests are done."""
     tmp = tmp_path_factory.mktemp("replay")
     with pipeline(kafka_bootstrap, tmp) as p:
         script = p.write_script({f"q{i}": plan(i)[1] for i in range(N)})
         p.start_worker(GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_MODEL_SCRIPT_PATH=str(script))
         done = asyncio.run(drive(p))
-    return done
+        p.stop_all()  # the replays read a log nobody writes to any more
+        yield done
 
 
 def parse(*argv: str) -> argparse.Namespace:
