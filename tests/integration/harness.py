@@ -1,6 +1,6 @@
 """A pipeline under test: its own topic namespace, a scripted model, worker processes
-started and killed for real, and readers of what the pipeline wrote. Every topic of
-the namespace is deleted once its workers have stopped."""
+started and killed for real, and readers of what the pipeline wrote. Every topic and
+consumer group of the namespace is deleted once its workers have stopped."""
 
 from __future__ import annotations
 
@@ -78,6 +78,23 @@ class Pipeline:
         deleted = [name for name, future in futures.items() if _deleted(name, future)]
         _log.info("deleted %d of the %d topics under %s", len(deleted), len(names), prefix)
         return deleted
+
+    def delete_groups(self) -> list[str]:
+        """Delete the consumer groups named ``<namespace>.…`` (the workers' group); return
+        the names deleted. A group that still has members is logged, not raised."""
+        admin = AdminClient(self.kafka.confluent())
+        prefix = f"{self.namespace}."
+        try:
+            listed = admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S)
+            groups = listed.result(timeout=ADMIN_TIMEOUT_S).valid
+        except (KafkaException, TimeoutError) as exc:
+            _log.warning("cannot list the consumer groups of %s to delete them: %s", prefix, exc)
+            return []
+        names = sorted(g.group_id for g in groups if g.group_id.startswith(prefix))
+        if not names:
+            return []
+        futures = admin.delete_consumer_groups(names, request_timeout=ADMIN_TIMEOUT_S)
+        return [name for name, future in futures.items() if _deleted(name, future)]
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
@@ -162,7 +179,7 @@ def _deleted(name: str, future: Future[None]) -> bool:
     try:
         future.result(timeout=ADMIN_TIMEOUT_S)
     except (KafkaException, TimeoutError) as exc:
-        _log.warning("could not delete topic %s: %s", name, exc)
+        _log.warning("could not delete %s: %s", name, exc)
         return False
     return True
 
@@ -179,6 +196,7 @@ def pipeline(bootstrap: str, tmp: Path, *, partitions: int = 3, **env: str) -> I
             p.stop_all()
         finally:
             p.delete_topics()
+            p.delete_groups()
 
 
 def _partitions(p: Pipeline, spec: TopicSpec) -> int:

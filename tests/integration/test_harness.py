@@ -1,5 +1,6 @@
-"""The pipeline harness cleans up after itself: every topic of a test's namespace,
-also one made outside the provisioned set, is gone once the test leaves it."""
+"""The pipeline harness cleans up after itself: every topic of a test's namespace, also
+one made outside the provisioned set, and its consumer groups are gone once the test
+leaves it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -32,7 +34,12 @@ def until(admin: AdminClient, prefix: str, done: Callable[[set[str]], bool]) -> 
     return found
 
 
-def test_leaving_a_pipeline_deletes_every_topic_of_its_namespace(
+def groups_under(admin: AdminClient, prefix: str) -> set[str]:
+    listed = admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S)
+    return {g.group_id for g in listed.result().valid if g.group_id.startswith(prefix)}
+
+
+def test_leaving_a_pipeline_deletes_every_topic_and_group_of_its_namespace(
     kafka_bootstrap: str, kafka_admin: AdminClient, tmp_path: Path
 ) -> None:
     with pipeline(kafka_bootstrap, tmp_path) as p:
@@ -41,6 +48,14 @@ def test_leaving_a_pipeline_deletes_every_topic_of_its_namespace(
         futures = kafka_admin.create_topics([NewTopic(internal, num_partitions=1)])
         futures[internal].result(timeout=ADMIN_TIMEOUT_S)
         made = until(kafka_admin, prefix, lambda found: internal in found)
+        group = f"{prefix}guardian-cluster"  # as the workers' group is named
+        offsets = [TopicPartition(p.topic(topics.VERDICTS), 0, 0)]
+        altered = kafka_admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, offsets)]
+        )
+        altered[group].result(timeout=ADMIN_TIMEOUT_S)
+        assert groups_under(kafka_admin, prefix) == {group}
     assert internal in made
     assert p.topic(topics.VERDICTS) in made
     assert until(kafka_admin, prefix, lambda found: not found) == set()
+    assert groups_under(kafka_admin, prefix) == set()
