@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from agents.config import IntakePolicy
+from agents.hidden_text import hidden_selectors, visible
 from schemas.request_events import RequestSubmitted
 
 FORMATS = frozenset({"text", "json", "markdown"})
@@ -54,9 +55,10 @@ def validate(request: RequestSubmitted, now: datetime, policy: IntakePolicy) -> 
 
 
 def _prompt_present(r: RequestSubmitted, _now: datetime, _p: IntakePolicy) -> Rejection | None:
-    visible = "".join(ch for ch in r.prompt if unicodedata.category(ch) not in {"Cf", "Zs", "Cc"})
-    if not visible.strip():
-        return Rejection(RejectCode.EMPTY_PROMPT, "the prompt is empty or only white space")
+    if not visible(r.prompt).strip():
+        return Rejection(
+            RejectCode.EMPTY_PROMPT, "the prompt is empty or only white space and fillers"
+        )
     return None
 
 
@@ -112,6 +114,12 @@ def _content(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection 
         return Rejection(
             RejectCode.UNICODE_SMUGGLING,
             "the prompt holds invisible tag or bidirectional-override characters",
+        )
+    selectors = hidden_selectors(r.prompt)
+    if selectors is not None:
+        return Rejection(
+            RejectCode.UNICODE_SMUGGLING,
+            f"the prompt hides text in variation selectors: {selectors}",
         )
     if p.reject_injection and any(_INJECTION.search(v) for v in _foldings(r.prompt)):
         return Rejection(RejectCode.PROMPT_INJECTION, "the prompt asks to override instructions")
