@@ -2,6 +2,8 @@
 
 Jars come from Maven Central (see :mod:`connectors.broker_fetch`); data, logs
 and the pid file live in a run folder, so topics survive a stop and a start.
+Secured (``secure``), it serves SASL_SSL instead of PLAINTEXT (see
+:mod:`connectors.broker_secure`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import broker_fetch as jvm
+from connectors import broker_secure as tls
 from connectors.broker_fetch import Progress
 from connectors.broker_fetch import fetch as fetch
 from connectors.errors import (
@@ -31,6 +34,7 @@ from connectors.errors import (
     BrokerPortInUseError,
     BrokerStartTimeoutError,
 )
+from connectors.kafka import KafkaSettings
 
 _log = logging.getLogger(__name__)
 
@@ -59,11 +63,18 @@ class BrokerSettings(BaseSettings):
     fetch_timeout_s: float = Field(default=900.0, gt=0)
     auto_create_topics: bool = False
     recipe_dir: Path = _RECIPE_DIR
+    secure: bool = False
+    """SASL_SSL (PLAIN and SCRAM users, a private CA) on ``port`` instead of PLAINTEXT."""
+    mtls_port: Port | None = None
+    """Secured only: an SSL listener here that requires a client certificate."""
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Self:
-        if self.port == self.controller_port:
-            raise ValueError("port and controller_port must differ")
+        ports = [self.port, self.controller_port, *([self.mtls_port] if self.mtls_port else [])]
+        if len(set(ports)) != len(ports):
+            raise ValueError("port, controller_port and mtls_port must differ")
+        if self.mtls_port and not self.secure:
+            raise ValueError("mtls_port needs secure")
         return self
 
 
@@ -100,6 +111,19 @@ def bootstrap(settings: BrokerSettings) -> str:
     return f"{_HOST}:{settings.port}"
 
 
+def client_settings(settings: BrokerSettings, kind: tls.ClientKind = "PLAIN") -> KafkaSettings:
+    """How a client reaches this broker: PLAINTEXT, or when secured a SASL login of
+    ``kind`` (or a client certificate on the mutual-TLS port for ``mTLS``)."""
+    if not settings.secure:
+        return KafkaSettings.of(bootstrap_servers=bootstrap(settings))
+    files, users = tls.ensure_material(settings.run_dir.resolve())
+    if kind == "mTLS":
+        if settings.mtls_port is None:
+            raise BrokerError("this broker has no mutual-TLS port (GUARDIAN_BROKER_MTLS_PORT)")
+        return tls.client_settings(files, users, f"{_HOST}:{settings.mtls_port}", kind)
+    return tls.client_settings(files, users, bootstrap(settings), kind)
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, base64url without padding, no leading '-'."""
     while True:
@@ -108,8 +132,11 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def render_properties(settings: BrokerSettings, data_dir: Path) -> str:
-    """``server.properties`` of a single combined broker+controller node on loopback."""
+def render_properties(
+    settings: BrokerSettings, data_dir: Path, secure: tls.Material | None = None
+) -> str:
+    """``server.properties`` of a single combined broker+controller node on loopback
+    (``secure``: the TLS files and users of a secured one)."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -131,6 +158,12 @@ def render_properties(settings: BrokerSettings, data_dir: Path) -> str:
     if jvm.kafka_major(settings.kafka_version) >= 4:
         props["share.coordinator.state.topic.replication.factor"] = "1"
         props["share.coordinator.state.topic.min.isr"] = "1"
+    if secure is not None:
+        mtls = f"{_HOST}:{settings.mtls_port}" if settings.mtls_port else None
+        client = tls.listeners(bootstrap(settings), mtls)
+        controller = f"CONTROLLER://{_HOST}:{settings.controller_port}"
+        props["listeners"] = ",".join([*client, controller])
+        props |= tls.server_properties(*secure, bootstrap(settings), mtls)
     lines = [f"{key}={value}" for key, value in props.items()]
     return "\n".join(["# Written by `guardian broker start` at every start.", *lines, ""])
 
@@ -194,31 +227,48 @@ def _launch(settings: BrokerSettings, paths: _RunPaths, progress: Progress | Non
     return pid
 
 
+def _material(settings: BrokerSettings, paths: _RunPaths) -> tls.Material | None:
+    return tls.ensure_material(paths.root) if settings.secure else None
+
+
 def _require_same_settings(settings: BrokerSettings, paths: _RunPaths, pid: int) -> None:
     """A broker already running from this run dir must be the one ``settings`` describe."""
-    same_properties = paths.properties.read_text() == render_properties(settings, paths.data)
+    wanted = render_properties(settings, paths.data, _material(settings, paths))
+    same_properties = paths.properties.read_text() == wanted
     if not (same_properties and jvm.command_line_names(pid, str(jvm.libs_dir(settings)))):
         raise BrokerError(
             f"a broker (pid {pid}) already runs from {paths.root} with other settings "
-            "(ports, version or topic policy); stop it first (`guardian broker stop`)"
+            "(ports, version, security or topic policy); stop it first "
+            "(`guardian broker stop`)"
         )
 
 
 def _prepare(settings: BrokerSettings, paths: _RunPaths, java: str, libs: Path) -> None:
     """Write ``server.properties`` and format the storage once (its data then persists)."""
     paths.logs.mkdir(parents=True, exist_ok=True)
-    paths.properties.write_text(render_properties(settings, paths.data))
+    secure = _material(settings, paths)
+    paths.properties.write_text(render_properties(settings, paths.data, secure))
+    paths.properties.chmod(0o600)  # a secured broker's holds its users' passwords
     if (paths.data / "meta.properties").exists():
+        if secure is not None and not secure[0].scram_formatted.exists():
+            raise BrokerError(
+                f"{paths.data} was formatted without --secure, so it has no SCRAM users; "
+                "use another run dir (GUARDIAN_BROKER_RUN_DIR)"
+            )
         return
     if not paths.cluster_id.exists():
         paths.cluster_id.write_text(new_cluster_id() + "\n")
     cluster_id = paths.cluster_id.read_text().strip()
     storage = ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(paths.properties)]
+    if secure is not None:
+        storage += tls.scram_format_args(secure[1])
     command = jvm.java_command(settings, java, libs, paths.logs, storage)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BrokerError(f"formatting {paths.data} failed:\n{done.stdout}{done.stderr}")
     paths.formatted_by.write_text(settings.kafka_version + "\n")
+    if secure is not None:
+        secure[0].scram_formatted.write_text(f"{','.join(tls.SCRAM_MECHANISMS)}\n")
     _log.info("formatted %s for cluster %s", paths.data, cluster_id)
 
 
@@ -261,7 +311,9 @@ def _answers(settings: BrokerSettings, timeout_s: float) -> bool:
             pass
     except OSError:
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap(settings), "log_level": 0})
+    if settings.secure and not tls.SecureFiles(settings.run_dir.resolve()).complete():
+        return False  # never started secured: no login to try
+    admin = AdminClient({**client_settings(settings).confluent(), "log_level": 0})
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException:
@@ -271,7 +323,9 @@ def _answers(settings: BrokerSettings, timeout_s: float) -> bool:
 
 def _require_free_ports(settings: BrokerSettings) -> None:
     """Refuse to start when another process holds one of the broker's ports."""
-    for port in (settings.port, settings.controller_port):
+    for port in (settings.port, settings.controller_port, settings.mtls_port):
+        if port is None:
+            continue
         if not jvm.port_free(_HOST, port):
             raise BrokerPortInUseError(
                 f"{_HOST}:{port} is in use by another process (not the broker of "

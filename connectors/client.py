@@ -11,8 +11,10 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from connectors.errors import ResponseTimeoutError
+from connectors import kafka_connect
+from connectors.errors import PromptTooLargeError, ResponseTimeoutError
 from connectors.kafka import KafkaSettings
 from connectors.schema_registry import codec_for
 from schemas import topics
@@ -28,11 +30,22 @@ class GuardianClient:
 
     Responses are read from the end of the responses topic as they arrive (no
     consumer group), so any number of clients can wait side by side.
+
+    ``max_prompt_chars`` is intake's limit (``GUARDIAN_REFINE_MAX_PROMPT_CHARS``): a
+    longer prompt is refused here, before anything is produced, as is a request
+    larger than the producer may send (``GUARDIAN_KAFKA_MAX_REQUEST_BYTES``).
     """
 
-    def __init__(self, settings: KafkaSettings, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        codec: Codec | None = None,
+        max_prompt_chars: int | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
+        self._max_prompt_chars = max_prompt_chars
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._waiters: dict[str, asyncio.Future[ResponseDelivered]] = {}
@@ -60,8 +73,9 @@ class GuardianClient:
         if self._codec is None:
             # Registering schemas with a registry (when one is configured) is blocking HTTP.
             self._codec = await asyncio.to_thread(codec_for, self._settings)
-        self._producer = AIOKafkaProducer(**self._settings.aiokafka(), acks="all", linger_ms=0)
-        await self._producer.start()
+        producer = kafka_connect.producer(self._settings, acks="all", linger_ms=0)
+        await kafka_connect.start(producer, self._settings)
+        self._producer = producer
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -75,6 +89,7 @@ class GuardianClient:
     async def submit(self, prompt: str, **fields: Any) -> RequestSubmitted:
         """Send one request; returns it (its ``request_id`` names the answer to wait for)."""
         assert self._producer is not None, "start() the client first"
+        self._check_prompt(prompt)
         request_id = fields.pop("request_id", None) or uuid.uuid4().hex
         request = RequestSubmitted(
             event_id=uuid.uuid4().hex,
@@ -83,8 +98,27 @@ class GuardianClient:
             prompt=prompt,
             **fields,
         )
-        await self.send_raw(request_id.encode(), self.codec.encode(request))
+        key, value = request_id.encode(), self.codec.encode(request)
+        self._check_size(key, value)
+        await self.send_raw(key, value)
         return request
+
+    def _check_prompt(self, prompt: str) -> None:
+        limit = self._max_prompt_chars
+        if limit is not None and len(prompt) > limit:
+            raise PromptTooLargeError(
+                f"the prompt has {len(prompt)} characters; intake accepts at most {limit} "
+                "(GUARDIAN_REFINE_MAX_PROMPT_CHARS); nothing was sent"
+            )
+
+    def _check_size(self, key: bytes, value: bytes) -> None:
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
+        limit = self._settings.max_request_bytes
+        if size > limit:
+            raise PromptTooLargeError(
+                f"the request is {size} bytes encoded; the producer sends at most {limit} "
+                "(GUARDIAN_KAFKA_MAX_REQUEST_BYTES); nothing was sent"
+            )
 
     async def feedback(
         self,
@@ -133,12 +167,23 @@ class GuardianClient:
     async def ask(
         self, prompt: str, *, timeout_s: float = 120.0, **fields: Any
     ) -> ResponseDelivered:
-        """Submit and wait for the final response."""
+        """Submit and wait for the final response; a failure of any step (a prompt too
+        large, the broker away, no answer in time) leaves no waiter behind."""
+        self._check_prompt(prompt)
         await self._follow()
         request_id = fields.pop("request_id", None) or uuid.uuid4().hex
         waiter = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
-        await self.submit(prompt, request_id=request_id, **fields)
+        try:
+            await self.submit(prompt, request_id=request_id, **fields)
+        except BaseException:
+            self._waiters.pop(request_id, None)
+            raise
         return await self.wait_for(request_id, waiter, timeout_s)
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for their response."""
+        return len(self._waiters)
 
     async def wait_for(
         self, request_id: str, waiter: asyncio.Future[ResponseDelivered], timeout_s: float
@@ -176,8 +221,8 @@ class GuardianClient:
             parts = await self._producer.partitions_for(self._responses)
         except KafkaError as exc:
             raise ResponseTimeoutError(f"topic {self._responses} is not available: {exc}") from exc
-        consumer = AIOKafkaConsumer(**self._settings.aiokafka(), enable_auto_commit=False)
-        await consumer.start()
+        consumer = kafka_connect.consumer(self._settings)
+        await kafka_connect.start(consumer, self._settings)
         assigned = [TopicPartition(self._responses, p) for p in sorted(parts)]
         consumer.assign(assigned)
         if from_beginning:

@@ -77,3 +77,46 @@ class ResponseTimeoutError(GuardianError):
     """No final response arrived before the client's timeout."""
 
     retriable = True
+
+
+# --- Connecting to Kafka (connectors.kafka, connectors.kafka_connect) ---------
+
+
+class KafkaConnectError(GuardianError):
+    """A Kafka client could not connect; the message names the cause."""
+
+    retriable = False
+
+
+class KafkaConfigError(KafkaConnectError):
+    """The connection settings cannot work as given (a missing CA or key file)."""
+
+    retriable = False
+
+
+class KafkaAuthenticationError(KafkaConnectError):
+    """The broker refused the credentials (or the mechanism): retrying cannot help."""
+
+    retriable = False
+
+
+class KafkaTlsError(KafkaConnectError):
+    """The TLS handshake failed: an untrusted certificate, a name mismatch, or TLS
+    spoken to a listener that does not speak it."""
+
+    retriable = False
+
+
+class KafkaUnavailableError(KafkaConnectError):
+    """No broker answered (refused, unreachable, timed out): it may come back."""
+
+    retriable = True
+
+
+# --- The client library (connectors.client) ------------------------------------
+
+
+class PromptTooLargeError(GuardianError):
+    """A prompt exceeds intake's limit or the producer's request size; nothing was sent."""
+
+    retriable = False

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from connectors import kafka_connect
 from connectors.kafka import KafkaSettings
 from connectors.trail import REQUEST_SCOPED, read_trail
 from schemas import topics
@@ -115,8 +115,8 @@ async def _read(
     if not parts:
         return LogRead()
     codec = Codec(max_payload=settings.max_payload_bytes)
-    consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(settings)
+    await kafka_connect.start(consumer, settings)
     try:
         consumer.assign(parts)
         bounds = await _bounds(consumer, parts, start_ms, stop_ms)
@@ -130,8 +130,8 @@ async def _read(
 async def _partitions(settings: KafkaSettings, names: Sequence[str]) -> list[TopicPartition]:
     """The partitions of the topics of ``names`` that exist (all-topic metadata: asking for
     one by name could have the broker create it)."""
-    admin = AIOKafkaAdminClient(**settings.aiokafka())
-    await admin.start()
+    admin = kafka_connect.admin(settings)
+    await kafka_connect.start(admin, settings)
     try:
         described = await admin.describe_topics()
     finally:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from connectors import kafka_connect
 from connectors.kafka import KafkaSettings
 
 
 async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
     """The partition numbers of ``topic`` (empty when it does not exist)."""
-    producer = AIOKafkaProducer(**settings.aiokafka())
-    await producer.start()
+    producer = kafka_connect.producer(settings)
+    await kafka_connect.start(producer, settings)
     try:
         return sorted(await producer.partitions_for(topic))
     except KafkaError:
@@ -25,8 +26,8 @@ async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
 async def read_partitions(settings: KafkaSettings, parts: list[TopicPartition]) -> list[Any]:
     """Every record of ``parts`` from the beginning up to the end offsets seen at the
     start (in order within each partition), then stop."""
-    consumer = AIOKafkaConsumer(**settings.aiokafka(), enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(settings)
+    await kafka_connect.start(consumer, settings)
     try:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)

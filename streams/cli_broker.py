@@ -1,4 +1,4 @@
-"""``guardian broker start|stop|status|fetch|address``: the local dev Kafka broker."""
+"""``guardian broker start|stop|status|fetch|address|env``: the local dev Kafka broker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from connectors import broker
 from connectors.broker import BrokerSettings
+from connectors.broker_secure import exports
 from connectors.errors import BrokerError
 
 EXIT_OK = 0
@@ -31,6 +32,7 @@ def add_broker_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     _add(commands, "status", "exit 0 when running and answering, 3 otherwise", _status)
     _add(commands, "fetch", "download the broker jars from Maven Central once", _fetch)
     _add(commands, "address", "print the bootstrap address clients connect to", _address)
+    _add(commands, "env", "print the client settings to export (a secured broker's too)", _env)
 
 
 def _add(
@@ -43,6 +45,20 @@ def _add(
     command.add_argument("--port", type=int, help="client port (default 19092)")
     command.add_argument("--controller-port", type=int, help="KRaft controller port (19093)")
     command.add_argument("--kafka-version", help="Apache Kafka version (default 4.1.1)")
+    command.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help="SASL_SSL with a private CA, PLAIN and SCRAM users (GUARDIAN_BROKER_SECURE)",
+    )
+    command.add_argument("--mtls-port", type=int, help="secured: a mutual-TLS (SSL) port too")
+    if name in {"start", "env"}:
+        command.add_argument(
+            "--login",
+            choices=["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "mTLS"],
+            default="SCRAM-SHA-512",
+            help="secured: which login the printed settings use",
+        )
     if name == "status":
         command.add_argument(
             "--answering",
@@ -58,6 +74,8 @@ def _settings(args: argparse.Namespace) -> BrokerSettings:
         "port": args.port,
         "controller_port": args.controller_port,
         "kafka_version": args.kafka_version,
+        "secure": args.secure,
+        "mtls_port": args.mtls_port,
     }
     return BrokerSettings(**{key: value for key, value in flags.items() if value is not None})
 
@@ -80,9 +98,12 @@ def _progress(line: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    state = broker.start(_settings(args), progress=_progress)
-    print(state.bootstrap)
-    return EXIT_OK
+    settings = _settings(args)
+    state = broker.start(settings, progress=_progress)
+    if not settings.secure:
+        print(state.bootstrap)
+        return EXIT_OK
+    return _env(args)
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -105,6 +126,14 @@ def _status(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     libs = broker.fetch(_settings(args), progress=_progress)
     print(libs)
+    return EXIT_OK
+
+
+def _env(args: argparse.Namespace) -> int:
+    """The settings a client of this broker exports (secrets included: it is local)."""
+    settings = _settings(args)
+    for line in exports(broker.client_settings(settings, args.login)):
+        print(line)
     return EXIT_OK
 
 

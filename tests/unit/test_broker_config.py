@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from connectors import broker
+from connectors import broker, broker_secure
 from connectors.broker import BrokerSettings, bootstrap, new_cluster_id, render_properties
 from connectors.broker_fetch import (
     MARKER,
@@ -203,3 +203,65 @@ def test_status_of_a_broker_never_started(tmp_path: Path) -> None:
     state = broker.status(BrokerSettings(run_dir=tmp_path, port=1, controller_port=2))
     assert (state.running, state.pid, state.answering) == (False, None, False)
     assert state.bootstrap == "127.0.0.1:1"
+
+
+def _secure_properties(settings: BrokerSettings) -> dict[str, str]:
+    material = broker_secure.ensure_material(settings.run_dir)
+    text = render_properties(settings, DATA, material)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_a_secured_broker_serves_sasl_ssl_only(tmp_path: Path) -> None:
+    settings = BrokerSettings(run_dir=tmp_path, secure=True, mtls_port=19094)
+    props = _secure_properties(settings)
+    assert props["listeners"] == (
+        "SASL_SSL://127.0.0.1:19092,SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+    )
+    assert props["advertised.listeners"] == "SASL_SSL://127.0.0.1:19092,SSL://127.0.0.1:19094"
+    assert "PLAINTEXT://" not in props["listeners"]
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    assert props["listener.name.ssl.ssl.client.auth"] == "required"
+    assert props["ssl.keystore.type"] == props["ssl.truststore.type"] == "PEM"
+    users = broker_secure.ensure_material(tmp_path)[1]
+    plain = props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert f'user_guardian="{users.plain_password.get_secret_value()}"' in plain
+    scram = broker_secure.scram_format_args(users)
+    assert scram[0::2] == ["--add-scram", "--add-scram"]
+    assert scram[3].startswith("SCRAM-SHA-512=[name=guardian-scram,password=")
+
+
+def test_the_broker_certificate_names_loopback(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    files, _ = broker_secure.ensure_material(tmp_path)
+    cert = x509.load_pem_x509_certificate(files.broker_cert.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert oct(files.users.stat().st_mode & 0o777) == "0o600"
+
+
+def test_material_is_made_once_and_kept(tmp_path: Path) -> None:
+    first = broker_secure.ensure_material(tmp_path)
+    again = broker_secure.ensure_material(tmp_path)
+    assert first[1] == again[1]
+    assert first[0].ca.read_bytes() == again[0].ca.read_bytes()
+
+
+def test_clients_of_a_secured_broker_log_in_with_its_users(tmp_path: Path) -> None:
+    settings = BrokerSettings(run_dir=tmp_path, secure=True, mtls_port=19094)
+    scram = broker.client_settings(settings, "SCRAM-SHA-512")
+    assert (scram.security_protocol, scram.sasl_username) == ("SASL_SSL", "guardian-scram")
+    assert scram.ssl_cafile == tmp_path.resolve() / "tls" / "ca.pem"
+    mtls = broker.client_settings(settings, "mTLS")
+    assert (mtls.bootstrap_servers, mtls.security_protocol) == ("127.0.0.1:19094", "SSL")
+    assert mtls.ssl_certfile is not None
+    plain = broker.client_settings(BrokerSettings(run_dir=tmp_path))
+    assert plain.security_protocol == "PLAINTEXT"
+
+
+def test_a_mutual_tls_port_needs_a_secured_broker() -> None:
+    with pytest.raises(ValidationError, match="mtls_port needs secure"):
+        BrokerSettings(mtls_port=19094)

@@ -1,0 +1,182 @@
+"""Building and starting Kafka clients from :class:`KafkaSettings`, with honest errors.
+
+aiokafka logs why it could not reach a broker and then raises a generic "unable to
+bootstrap". Here a failed start is diagnosed by connecting once more, the same way,
+and becomes a typed error naming the cause: credentials refused
+(:class:`KafkaAuthenticationError`), a certificate not trusted or TLS spoken to a
+listener that does not speak it (:class:`KafkaTlsError`), or no broker answering
+(:class:`KafkaUnavailableError`, the only retriable one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+from connectors.errors import (
+    KafkaAuthenticationError,
+    KafkaConnectError,
+    KafkaTlsError,
+    KafkaUnavailableError,
+)
+from connectors.kafka import KafkaSettings
+
+_log = logging.getLogger(__name__)
+_AUTH_FAILURES = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+)
+_PROBE_TIMEOUT_MS = 10_000
+_WAIT_S = (1.0, 15.0)
+"""First and longest pause between tries while waiting for a broker to come up."""
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+def producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
+    """An aiokafka producer with the connection and size settings of ``settings``."""
+    return AIOKafkaProducer(**settings.aiokafka_producer(), **options)
+
+
+def consumer(settings: KafkaSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer (no group unless ``group_id`` is given, no auto-commit)."""
+    options.setdefault("enable_auto_commit", False)
+    return AIOKafkaConsumer(*topics, **settings.aiokafka(), **options)
+
+
+def admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**settings.aiokafka())
+
+
+async def start(client: _Startable, settings: KafkaSettings) -> None:
+    """Start ``client``; on failure close it and raise the diagnosed cause."""
+    try:
+        await client.start()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await _close(client)
+        raise await diagnose(settings, exc) from exc
+
+
+async def diagnose(settings: KafkaSettings, failure: BaseException) -> KafkaConnectError:
+    """Why a client of ``settings`` could not connect: each bootstrap host is tried once
+    more with the same protocol, TLS context and credentials."""
+    if isinstance(failure, _AUTH_FAILURES):
+        return _refused(settings, settings.bootstrap_servers, failure)
+    last: BaseException = failure
+    for host, port in _hosts(settings):
+        try:
+            await probe(settings, host, port)
+        except KafkaConnectError as exc:
+            if not exc.retriable:
+                return exc
+            last = exc
+        else:
+            last = failure  # reachable now: the first failure is the one to report
+    return KafkaUnavailableError(f"no Kafka broker answered at {settings.describe()}: {last}")
+
+
+async def probe(settings: KafkaSettings, host: str, port: int) -> None:
+    """Connect to one broker as a client would (TLS handshake, SASL login); raise a
+    typed error naming why it failed."""
+    cfg = settings.aiokafka()
+    cfg.pop("bootstrap_servers")
+    where = f"{host}:{port}"
+    try:
+        conn = await create_conn(host, port, request_timeout_ms=_PROBE_TIMEOUT_MS, **cfg)
+    except ssl.SSLCertVerificationError as exc:
+        raise _untrusted(where, exc) from None
+    except ssl.SSLError as exc:
+        raise KafkaTlsError(
+            f"TLS handshake with the broker at {where} failed ({exc.reason or exc}); "
+            f"does that listener speak {settings.security_protocol}?"
+        ) from None
+    except _AUTH_FAILURES as exc:
+        raise _refused(settings, where, exc) from None
+    except (OSError, TimeoutError, KafkaError) as exc:
+        raise KafkaUnavailableError(f"cannot reach the broker at {where}: {exc}") from None
+    conn.close()
+
+
+async def wait_until_reachable(settings: KafkaSettings, deadline_s: float | None = None) -> None:
+    """Return once a bootstrap broker accepts this client; a permanent cause (credentials,
+    certificates) is raised at once, an absent broker is waited for (up to
+    ``deadline_s`` if given)."""
+    loop = asyncio.get_running_loop()
+    give_up = None if deadline_s is None else loop.time() + deadline_s
+    pause = _WAIT_S[0]
+    while True:
+        error = await _first_reachable(settings)
+        if error is None:
+            return
+        if not error.retriable or (give_up is not None and loop.time() + pause > give_up):
+            raise error
+        _log.warning("%s; trying again in %.0fs", error, pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _WAIT_S[1])
+
+
+async def _first_reachable(settings: KafkaSettings) -> KafkaConnectError | None:
+    last: KafkaConnectError | None = None
+    for host, port in _hosts(settings):
+        try:
+            await probe(settings, host, port)
+        except KafkaConnectError as exc:
+            if not exc.retriable:
+                return exc
+            last = exc
+        else:
+            return None
+    return last
+
+
+def _hosts(settings: KafkaSettings) -> list[tuple[str, int]]:
+    hosts = []
+    for item in settings.bootstrap_servers.split(","):
+        host, _, port = item.strip().rpartition(":")
+        hosts.append((host.strip("[]") or item.strip(), int(port or 9092)))
+    return hosts
+
+
+def _untrusted(where: str, exc: ssl.SSLCertVerificationError) -> KafkaTlsError:
+    reason = exc.verify_message or str(exc)
+    if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+        hint = "connect by a name the certificate holds (or GUARDIAN_KAFKA_SSL_CHECK_HOSTNAME)"
+    else:
+        hint = "set GUARDIAN_KAFKA_SSL_CAFILE to the CA that signed it"
+    return KafkaTlsError(
+        f"the certificate of the broker at {where} is not trusted ({reason}); {hint}"
+    )
+
+
+def _refused(settings: KafkaSettings, where: str, exc: BaseException) -> KafkaAuthenticationError:
+    detail = (exc.args and exc.args[0]) or type(exc).__name__
+    return KafkaAuthenticationError(
+        f"the broker at {where} refused {settings.sasl_mechanism} authentication as "
+        f"{settings.sasl_username!r} ({detail}); check GUARDIAN_KAFKA_SASL_USERNAME, "
+        "GUARDIAN_KAFKA_SASL_PASSWORD and GUARDIAN_KAFKA_SASL_MECHANISM"
+    )
+
+
+async def _close(client: object) -> None:
+    closer = getattr(client, "stop", None) or getattr(client, "close", None)
+    if closer is None:
+        return
+    try:
+        await closer()
+    except (KafkaError, OSError, RuntimeError) as exc:  # closing a half-started client
+        _log.debug("closing a client that failed to start: %r", exc)
