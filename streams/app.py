@@ -114,6 +114,8 @@ def create_app(settings: AppSettings) -> faust.App:
         app_id(settings),
         monitor=LeanMonitor(),
         broker=broker,
+        # TLS context and SASL login of every faust client (consumer, producer, admin).
+        broker_credentials=settings.kafka.faust_credentials(),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
