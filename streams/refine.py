@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from agents import refine
-from agents.experiment_plan import config_for
+from agents import refinement
 from agents.ids import stable_id
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
-from streams import answer_cache, background, sessions
+from streams import background, effects
 from streams.refine_table import (
     expire_markers,
     expire_states,
@@ -20,11 +19,10 @@ from streams.refine_table import (
     load_marker,
     load_state,
     overdue,
-    save_state,
     stalled,
 )
 from streams.runtime import Runtime
-from streams.stage import Record, StageError, run
+from streams.stage import Record, run
 
 _log = logging.getLogger(__name__)
 _MARKER_SWEEP_EVERY = 30
@@ -95,35 +93,8 @@ async def handle(rt: Runtime, record: Record) -> None:
     event = rt.codec.decode_any(record.value)
     if not isinstance(event, VerdictIssued | DeadlinePassed):
         raise DecodeError(DecodeReason.WRONG_RECORD, f"refine does not take {event.record_name}")
-    state = load_state(rt, event.request_id)
-    if state is None:
-        await _after_expiry(rt, event.request_id)
-        return
-    now = rt.clock()
-    if isinstance(event, VerdictIssued):
-        step = refine.on_verdict(state, event, now, config_for(rt.config, state.variant))
-    else:
-        step = refine.on_deadline(state, now)
-    if step.response is not None:
-        # The session gets the answer before anything else sees it; again on a
-        # redelivery (the context maintainer counts it once), since a crash may have
-        # come between saving the final state and the broker taking the turn.
-        await sessions.send_answer(rt, step.state, step.response)
-    if step.state != state:
-        save_state(rt, step.state)
-        if step.response is not None:
-            rt.count_response(step.response)
-            await answer_cache.store(rt, step.state, step.response)
-    for task in step.tasks:
-        await rt.emit(task)
-    if step.response is not None:
-        await rt.emit(step.response)
-
-
-async def _after_expiry(rt: Runtime, request_id: str) -> None:
-    """A late verdict or deadline of a request whose state has expired: its final
-    response again, as for any finished request."""
-    marker = load_marker(rt, request_id)
-    if marker is None:
-        raise StageError("unknown_request", f"no refinement state for {request_id}")
-    await rt.emit(marker.response)
+    known = load_state(rt, event.request_id)
+    marker = load_marker(rt, event.request_id) if known is None else None
+    # Decided under the configuration the request was admitted with.
+    config = rt.config_at(known.config_version) if known else rt.live_config()
+    await effects.apply(rt, refinement.on_input(event, known, marker, rt.clock(), config))

@@ -47,6 +47,9 @@ async def sends_of_record() -> AsyncIterator[None]:
         raise failures[0]
 
 
+CONFIGS_KEPT = 256
+
+
 def utc_now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -79,8 +82,29 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     open_deadlines: dict[str, datetime] = field(default_factory=dict)
     open_tasks: dict[str, datetime] = field(default_factory=dict)
+    configs: dict[int, PipelineConfig] = field(default_factory=dict)
+    """Configurations this worker has run under, by version (the last ``CONFIGS_KEPT``)."""
     _topics: dict[str, Any] = field(default_factory=dict)
     _names: dict[str, str] = field(default_factory=dict)
+
+    def live_config(self) -> PipelineConfig:
+        """The configuration new requests are admitted under (remembered by version)."""
+        config = self.config
+        if config.version not in self.configs:
+            self.remember(config)
+        return config
+
+    def remember(self, config: PipelineConfig) -> None:
+        self.configs[config.version] = config
+        while len(self.configs) > CONFIGS_KEPT:
+            del self.configs[min(self.configs)]
+
+    def config_at(self, version: int) -> PipelineConfig:
+        """The configuration of ``version``: a request is decided from admission to its
+        final response under the version it was admitted with. A version this worker
+        never saw (older than its follower's start) falls back to the live one."""
+        found = self.configs.get(version)
+        return found if found is not None else self.live_config()
 
     def topic(self, spec: TopicSpec) -> Any:
         """The faust topic of ``spec`` (raw bytes: the codec does all the encoding)."""

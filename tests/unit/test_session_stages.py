@@ -71,6 +71,12 @@ class RecordingRuntime:
     def clock(self) -> datetime:
         return self.now
 
+    def live_config(self) -> PipelineConfig:
+        return self.config
+
+    def config_at(self, _version: int) -> PipelineConfig:
+        return self.config
+
     def topic(self, _spec: object) -> RecordingRuntime:
         return self
 
