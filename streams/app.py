@@ -162,9 +162,13 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     )
     for stage in (intake, sessions, specialist, guardian, refine, monitor, health, alerts):
         stage.register(rt)
+    live = live_config.register(rt)
+    # Every version this worker runs under stays at hand for the requests admitted with it.
+    rt.remember(rt.config)
+    live.listeners.append(rt.remember)
     verdict_watch.register(
         rt,
-        network.register(rt, live_config.register(rt)),
+        network.register(rt, live),
         experiments.register(rt),
         meta_guardian.register(rt),
     )
