@@ -28,6 +28,7 @@ from connectors.kafka import KafkaSettings
 from connectors.llm_embedded import EmbeddedModelSettings
 from connectors.pii import PiiSettings
 from connectors.schema_registry import RegistrySettings
+from streams.dead_letters import DeadLetterSettings
 
 
 class WorkerSettings(BaseSettings):
@@ -224,6 +225,7 @@ class AppSettings(BaseSettings):
     session: SessionSettings = Field(default_factory=SessionSettings)
     refine: RefineSettings = Field(default_factory=RefineSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
 
     @classmethod
     def load(cls) -> AppSettings:

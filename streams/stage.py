@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from schemas.errors import DecodeError, GuardianError
 from schemas.request_events import DeadLettered
+from streams.dead_letters import kept
 from streams.runtime import Runtime, sends_of_record
 
 _log = logging.getLogger(__name__)
@@ -161,6 +162,10 @@ async def dead_letter(rt: Runtime, stage: str, record: Record, exc: BaseExceptio
         exc_info=level == logging.ERROR,
     )
     request_id = (record.key or b"").decode("utf-8", "replace")
+    mode = rt.settings.dead_letter.payload
+    payload, reason = await kept(
+        mode, record.value[:MAX_DEAD_PAYLOAD], str(exc)[:2000], rt.ports.pii, rt.settings.pii
+    )
     letter = DeadLettered(
         event_id=f"{record.topic}:{record.partition}:{record.offset}",
         request_id=request_id,
@@ -169,11 +174,11 @@ async def dead_letter(rt: Runtime, stage: str, record: Record, exc: BaseExceptio
         stage=stage,
         error_class=type(exc).__name__,
         reason_code=code,
-        reason=str(exc)[:2000],
+        reason=reason,
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
-        payload=record.value[:MAX_DEAD_PAYLOAD],
+        payload=payload,
         payload_truncated=len(record.value) > MAX_DEAD_PAYLOAD,
     )
     headers = {
@@ -183,6 +188,7 @@ async def dead_letter(rt: Runtime, stage: str, record: Record, exc: BaseExceptio
         "source-topic": record.topic.encode(),
         "source-partition": str(record.partition).encode(),
         "source-offset": str(record.offset).encode(),
+        "payload": mode.encode(),
     }
     await rt.emit(letter, headers=headers)
     rt.metrics.dead_letters.labels(stage, code).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from schemas.errors import DecodeError, DecodeReason, GuardianError
 from schemas.request_events import DeadLettered
 from streams import runtime as rt_module
 from streams import stage
+from streams.dead_letters import DeadLetterSettings
 from streams.metrics import Metrics
 from streams.runtime import sends_of_record
 from streams.stage import Backoff, Record, transient
@@ -34,6 +36,9 @@ class FakeRuntime:
         self.metrics = Metrics()
         self.config = PipelineConfig(version=3)
         self.sent: list[Any] = []
+        # Dead letters keep the raw payload; no PII detector is consulted.
+        self.settings = SimpleNamespace(dead_letter=DeadLetterSettings(payload="raw"), pii=None)
+        self.ports = SimpleNamespace(pii=None)
 
     def clock(self) -> datetime:
         return datetime(2026, 1, 1, tzinfo=UTC)
