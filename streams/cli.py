@@ -7,12 +7,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from connectors import kafka_connect
 from connectors.client import GuardianClient
 from schemas.request_events import ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
 from streams.cli_config import add_config_commands
+from streams.cli_errors import read_prompt, run_reporting
 from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
 
@@ -35,8 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         # Fetches retried while a new topic's leaders settle; nothing for a user to do.
         logging.getLogger("aiokafka.consumer.fetcher").setLevel(logging.CRITICAL)
-    code: int = args.handler(args)
-    return code
+        if args.command != "worker":
+            # A client command reports a failure to connect as one typed line itself.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    return run_reporting(args.handler, args)
 
 
 def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +52,8 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     worker.add_argument("--namespace", help="topic namespace (overrides the setting)")
     worker.set_defaults(handler=_worker)
     ask = sub.add_parser("ask", help="submit a prompt and print the final answer")
-    ask.add_argument("prompt")
+    ask.add_argument("prompt", nargs="?", help="the prompt, or - to read it from stdin")
+    ask.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
     ask.add_argument("--timeout", type=float, default=120.0)
     ask.add_argument("--priority", type=int, default=5)
     ask.add_argument("--format", dest="answer_format", default="text")
@@ -81,6 +87,9 @@ def _worker(args: argparse.Namespace) -> int:
     settings = AppSettings.load()
     if args.namespace is not None:
         settings = settings.with_namespace(args.namespace)
+    # Refused credentials or an untrusted certificate end the worker here with one line;
+    # a broker not up yet is waited for.
+    asyncio.run(kafka_connect.wait_until_reachable(settings.kafka))
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
@@ -93,10 +102,16 @@ def format_response(r: ResponseDelivered) -> str:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    if args.prompt is not None and args.prompt_file is not None:
+        raise SystemExit("guardian ask: give a prompt or --prompt-file, not both")
+    prompt = read_prompt(args.prompt, args.prompt_file)
+    settings = AppSettings.load()
+
     async def go() -> ResponseDelivered:
-        async with GuardianClient(AppSettings.load().kafka) as client:
+        limit = settings.refine.max_prompt_chars
+        async with GuardianClient(settings.kafka, max_prompt_chars=limit) as client:
             return await client.ask(
-                args.prompt,
+                prompt,
                 timeout_s=args.timeout,
                 priority=args.priority,
                 answer_format=args.answer_format,
