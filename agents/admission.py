@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agents.config import PipelineConfig
-from agents.effects import NOTHING, Effects, Refused, answer_turns, prompt_turn
+from agents.effects import NOTHING, Effects, Refused, answer_turns, prompt_turn, sent
 from agents.experiment_plan import config_for, variant_for
 from agents.intake import RejectCode, validate
 from agents.refine import RequestState, awaiting_context, closed, rejected, start
@@ -56,7 +56,8 @@ def on_request(
     rejection = validate(request, now, config.intake)
     if rejection is not None:
         response = rejected(request, rejection.code.value, rejection.reason, now, config.version)
-        return Effects(state=closed(request, digest, response), emits=(response,), decided=response)
+        state = closed(request, digest, response)
+        return Effects(state=state, emits=(response,), decided=response, then=sent(state))
     variant = variant_for(config, request.request_id)
     if variant is not None:
         request = request.model_copy(update={"variant": variant})
@@ -86,6 +87,7 @@ def begin(
             turns=answer_turns(state, cache_hit),
             emits=(cache_hit,),
             decided=cache_hit,
+            then=sent(state),
             cache_hit=True,
         )
     arm = config_for(config, request.variant)
@@ -113,10 +115,11 @@ def on_context(
     if known is None:
         if marker is None:
             return Refused("unknown_request", f"no request state for {provided.request_id}")
-        return Effects(emits=(marker.response,))  # answered long ago: the same answer
+        return NOTHING  # answered long ago, and its answer acknowledged
     if known.final is not None:
-        # Answered already (or timed out waiting): the same answer, never a second one.
-        return again(known, known.final)
+        # Answered already (or timed out waiting): the same answer, never a second one,
+        # and nothing at all once the broker has it.
+        return NOTHING if known.final_sent else again(known, known.final)
     if known.awaiting is not None:
         return Admitted(known.awaiting, known.payload_digest, provided.context)
     if known.unanswered:
@@ -145,7 +148,7 @@ def resent(
 
 def again(state: RequestState, response: ResponseDelivered) -> Effects:
     """A finished request's one final response, sent again (its session turn first)."""
-    return Effects(turns=answer_turns(state, response), emits=(response,))
+    return Effects(turns=answer_turns(state, response), emits=(response,), then=sent(state))
 
 
 def conflict(request: RequestSubmitted) -> Refused:

@@ -6,6 +6,8 @@
    anything below (a follow-up sent after its client saw an answer must see it).
 3. ``cache``: an approved answer is stored in the answer cache.
 4. ``emits``: events are sent, in order.
+5. ``then``: once every emit is acknowledged, the request's state is written again
+   (a final response marked as sent).
 
 Replay calls the same decision functions and compares their effects with the log.
 """
@@ -37,6 +39,8 @@ class Effects:
     emits: tuple[Event, ...] = ()
     decided: ResponseDelivered | None = None
     """The final response decided by this step (counted once, in metrics)."""
+    then: RequestState | None = None
+    """The state to write once the broker has acknowledged ``emits``."""
     cache_hit: bool = False
     decomposed: bool = False
 
@@ -48,6 +52,11 @@ class Effects:
 
 
 NOTHING = Effects()
+
+
+def sent(state: RequestState) -> RequestState | None:
+    """``state`` with its final response marked as acknowledged (None: already marked)."""
+    return None if state.final_sent else state.model_copy(update={"final_sent": True})
 
 
 @dataclass(frozen=True)

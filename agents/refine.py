@@ -116,6 +116,9 @@ class RequestState(BaseModel):
     awaiting: RequestSubmitted | None = None
     """A session request waiting for its session's context before it is planned."""
     final: ResponseDelivered | None = None
+    final_sent: bool = False
+    """The broker acknowledged the final response: redeliveries of this request's
+    verdicts, deadlines and context are dropped, not answered again."""
 
     @property
     def done(self) -> bool:

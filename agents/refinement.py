@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from agents.config import PipelineConfig
-from agents.effects import Effects, Refused, answer_turns
+from agents.effects import NOTHING, Effects, Refused, answer_turns, sent
 from agents.experiment_plan import config_for
 from agents.refine import RequestState, on_deadline, on_verdict
 from agents.retention import DoneMarker
@@ -30,8 +30,9 @@ def on_input(
     if known is None:
         if marker is None:
             return Refused("unknown_request", f"no refinement state for {event.request_id}")
-        # A late verdict or deadline of a request whose state has expired.
-        return Effects(emits=(marker.response,))
+        return NOTHING  # a late verdict or deadline of a request answered long ago
+    if known.final_sent:
+        return NOTHING  # redelivered after its final response was acknowledged
     if isinstance(event, VerdictIssued):
         step = on_verdict(known, event, now, config_for(config, known.variant))
     else:
@@ -46,4 +47,5 @@ def on_input(
         cache=(step.state, response) if response is not None and changed else None,
         emits=(*step.tasks, *((response,) if response is not None else ())),
         decided=response if changed else None,
+        then=sent(step.state) if response is not None else None,
     )

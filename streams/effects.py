@@ -1,5 +1,6 @@
 """The one executor of decisions: applies ``agents.effects.Effects`` in the documented
-order (table write, session turns acknowledged, cache store, emits), then counts."""
+order (table write, session turns acknowledged, cache store, emits, the state once the
+emits are acknowledged), then counts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from schemas import topics
 from schemas.request_events import SessionTurn
 from streams import answer_cache
 from streams.refine_table import save_state
-from streams.runtime import Runtime
+from streams.runtime import Runtime, sends_of_record
 from streams.stage import StageError
 
 
@@ -22,8 +23,14 @@ async def apply(rt: Runtime, effects: Effects | Refused) -> None:
         await send_turn(rt, turn)
     if effects.cache is not None:
         await answer_cache.store(rt, *effects.cache)
-    for event in effects.emits:
-        await rt.emit(event)
+    if effects.then is None:
+        for event in effects.emits:
+            await rt.emit(event)
+    else:
+        async with sends_of_record():  # these sends alone, acknowledged here
+            for event in effects.emits:
+                await rt.emit(event)
+        save_state(rt, effects.then)
     _count(rt, effects)
 
 
