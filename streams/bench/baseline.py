@@ -8,21 +8,23 @@ import asyncio
 import itertools
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from connectors import kafka_connect
+from connectors.kafka import KafkaSettings
 from schemas.codec import Codec
 
 _log = logging.getLogger(__name__)
 
 
-async def forward(bootstrap: str, source: str, sink: str, group: str, ready: asyncio.Event) -> None:
+async def forward(
+    kafka: KafkaSettings, source: str, sink: str, group: str, ready: asyncio.Event
+) -> None:
     codec = Codec()
-    consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="latest"
+    consumer = kafka_connect.consumer(
+        kafka, source, group_id=group, auto_offset_reset="latest", enable_auto_commit=True
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks=1)
-    await consumer.start()
-    await producer.start()
+    producer = kafka_connect.producer(kafka, linger_ms=1, acks=1)
+    await kafka_connect.start(consumer, kafka)
+    await kafka_connect.start(producer, kafka)
     try:
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=100)
@@ -40,10 +42,10 @@ async def forward(bootstrap: str, source: str, sink: str, group: str, ready: asy
         await producer.stop()
 
 
-async def main(bootstrap: str, chain: list[str], group: str) -> None:
+async def main(kafka: KafkaSettings, chain: list[str], group: str) -> None:
     readies = [asyncio.Event() for _ in chain[:-1]]
     hops = [
-        asyncio.create_task(forward(bootstrap, a, b, f"{group}-{i}", readies[i]))
+        asyncio.create_task(forward(kafka, a, b, f"{group}-{i}", readies[i]))
         for i, (a, b) in enumerate(itertools.pairwise(chain))
     ]
     await asyncio.gather(*(r.wait() for r in readies))
@@ -58,4 +60,6 @@ if __name__ == "__main__":
     parser.add_argument("--group", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    asyncio.run(main(args.bootstrap, args.chain.split(","), args.group))
+    # The bench's own environment carries the connection settings; the address is its.
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
+    asyncio.run(main(kafka, args.chain.split(","), args.group))

@@ -72,7 +72,7 @@ async def _baseline(settings: AppSettings, plan: BenchPlan, progress: Progress) 
     proc = spawn(cmd, log)
     try:
         await wait_for_line(log, "baseline ready", proc)
-        target = Target(bootstrap, chain[0], chain[-1], plan.partitions)
+        target = Target(settings.kafka, chain[0], chain[-1], plan.partitions)
         return await _characterize(
             target, plan, Meters.of({"baseline": proc.pid}, bootstrap), progress
         )

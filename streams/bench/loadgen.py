@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from hdrh.histogram import HdrHistogram
 
+from connectors import kafka_connect
+from connectors.kafka import KafkaSettings
 from schemas.codec import Codec
 from schemas.errors import DecodeError
 from schemas.request_events import RequestSubmitted
@@ -106,10 +108,14 @@ class Counts:
 class Target:
     """Where requests go in and where their answers come out."""
 
-    bootstrap: str
+    kafka: KafkaSettings
     in_topic: str
     out_topic: str
     out_partitions: int
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap_servers
 
 
 async def run_load(
@@ -135,8 +141,8 @@ async def run_load(
     counts = counts if counts is not None else Counts()
     consumer = await _open_tail(target)
     collector = asyncio.create_task(_collect(consumer, codec, intended, sinks, counts, total, done))
-    producer = AIOKafkaProducer(bootstrap_servers=target.bootstrap, linger_ms=1, acks=1)
-    await producer.start()
+    producer = kafka_connect.producer(target.kafka, linger_ms=1, acks=1)
+    await kafka_connect.start(producer, target.kafka)
     try:
         started = time.perf_counter()
         await _send_schedule(
@@ -196,8 +202,8 @@ async def _send_schedule(
 
 
 async def _open_tail(target: Target) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=target.bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(target.kafka)
+    await kafka_connect.start(consumer, target.kafka)
     parts = [TopicPartition(target.out_topic, p) for p in range(target.out_partitions)]
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)

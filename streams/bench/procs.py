@@ -83,7 +83,7 @@ async def ready_target(
         await client.ask("warm up", timeout_s=180)
     ns = settings.kafka.topic_namespace
     return Target(
-        settings.kafka.bootstrap_servers,
+        settings.kafka,
         topics.qualified(topics.REQUESTS, ns),
         topics.qualified(topics.RESPONSES, ns),
         partitions,
