@@ -76,7 +76,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
 def _topics(_args: argparse.Namespace) -> int:
     from streams.worker import provision
 
-    created = provision(AppSettings.load())
+    settings = AppSettings.load()
+    asyncio.run(kafka_connect.wait_until_reachable(settings.kafka, deadline_s=30))
+    created = provision(settings)
     print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
     return 0
 
