@@ -108,8 +108,30 @@ async def probe(settings: KafkaSettings, host: str, port: int) -> None:
     except _AUTH_FAILURES as exc:
         raise _refused(settings, where, exc) from None
     except (OSError, TimeoutError, KafkaError) as exc:
+        tls = _tls_cause(exc)
+        if tls is not None:
+            raise _tls_closed(settings, where, tls) from None
         raise KafkaUnavailableError(f"cannot reach the broker at {where}: {exc}") from None
     conn.close()
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS alert behind a connection the broker closed, if that is what happened."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def _tls_closed(settings: KafkaSettings, where: str, exc: ssl.SSLError) -> KafkaTlsError:
+    reason = exc.reason or str(exc)
+    if "CERTIFICATE_REQUIRED" in reason.upper() and settings.ssl_certfile is None:
+        hint = "it requires a client certificate (GUARDIAN_KAFKA_SSL_CERTFILE, _KEYFILE)"
+    else:
+        hint = "check the client certificate and the broker's TLS settings"
+    return KafkaTlsError(f"the broker at {where} ended the TLS session ({reason}); {hint}")
 
 
 async def wait_until_reachable(settings: KafkaSettings, deadline_s: float | None = None) -> None:
