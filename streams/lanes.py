@@ -3,7 +3,8 @@ model-call slots the lane stages share, granted to the most urgent waiting lane 
 
 The backlog waits in Kafka, one topic per lane; in-process, each lane stage holds only
 a few tasks (acked once answered, so a restart redelivers them), and a free slot goes
-to the lane ``LaneScheduler`` picks, FIFO within a lane.
+to the lane ``LaneScheduler`` picks, FIFO within a lane. Tasks of one partition are
+acked in offset order (``InOrderAcks``) though they are answered concurrently.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from agents.priority import LANE_NAMES, MAX_PRIORITY, LaneScheduler, lane_for, lane_name
 from schemas import topics
@@ -107,3 +109,59 @@ async def lane_slot(pool: SlotPool, metrics: Metrics, lane: int, name: str) -> A
         yield
     finally:
         pool.release()
+
+
+class InOrderAcks:
+    """Acknowledge a partition's records in offset order while handling them concurrently.
+
+    faust commits the first run of consecutive acked offsets and lets that run start one
+    past the committed offset (or anywhere before a first commit), so an ack of record
+    n+1 while record n is still being handled commits past n: a crash then loses n. Here
+    an actor that finished a record waits, before it takes its next one (which is when
+    faust acks), until every earlier record of the same partition that an actor took has
+    been finished too. Actors share one queue, so they take a partition's records in
+    offset order, and the acked offsets are always a prefix of the ones taken.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int], dict[int, asyncio.Event]] = {}
+
+    def held(self, topic: str, partition: int) -> list[int]:
+        """Offsets of the partition taken and not yet released, lowest first."""
+        return sorted(self._open.get((topic, partition), {}))
+
+    def events(self, stream: Any) -> _Ordered:
+        """``stream`` with its records released in order (a stage loop calls ``events()``)."""
+        return _Ordered(self, stream)
+
+    async def _release(self, key: tuple[str, int], offset: int) -> None:
+        for earlier in [e for o, e in self._open.get(key, {}).items() if o < offset]:
+            await earlier.wait()
+
+    async def ordered(self, stream: Any) -> AsyncIterator[Any]:
+        async for event in stream.events():
+            key = (event.message.topic, event.message.partition)
+            offset = event.message.offset
+            done = asyncio.Event()
+            self._open.setdefault(key, {})[offset] = done
+            try:
+                yield event
+                await self._release(key, offset)
+            finally:
+                done.set()
+                held = self._open.get(key, {})
+                if held.get(offset) is done:  # a redelivered copy may have taken its place
+                    del held[offset]
+                if not held:
+                    self._open.pop(key, None)
+
+
+class _Ordered:
+    """What a stage loop iterates: the stream's events, released in order."""
+
+    def __init__(self, acks: InOrderAcks, stream: Any) -> None:
+        self._acks = acks
+        self._stream = stream
+
+    def events(self) -> AsyncIterator[Any]:
+        return self._acks.ordered(self._stream)

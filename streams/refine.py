@@ -4,10 +4,10 @@ critique or finalizes with the best attempt. A timer raises overdue deadlines.""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from agents import refinement
 from agents.ids import stable_id
+from agents.stall import stalled as is_stalled
 from schemas import topics
 from schemas.errors import DecodeError, DecodeReason
 from schemas.request_events import DeadlinePassed, VerdictIssued
@@ -19,6 +19,7 @@ from streams.refine_table import (
     load_marker,
     load_state,
     overdue,
+    stall_policy,
     stalled,
 )
 from streams.runtime import Runtime
@@ -70,21 +71,25 @@ async def raise_deadlines(rt: Runtime) -> None:
 async def reassign_stalled(rt: Runtime) -> None:
     """Send again a task that has waited too long for its verdict (the same event, so
     every stage treats a copy that does arrive as a duplicate): a task lost between a
-    crash and a redelivery must not leave its request waiting for the deadline."""
+    crash and a redelivery must not leave its request waiting for the deadline. How long
+    is too long follows the request's own deadline (``agents.stall``)."""
     now = rt.clock()
-    after = timedelta(seconds=rt.settings.worker.stall_s)
+    policy = stall_policy(rt)
     waiting = index(rt).open_tasks
-    for request_id in stalled(rt, now, after):
+    for request_id in stalled(rt, now, policy):
         state = load_state(rt, request_id)
         if state is None or state.done or not state.open_tasks:
             waiting.pop(request_id, None)
             continue
-        waited = now - waiting[request_id]
-        waiting[request_id] = now  # wait as long again before another copy
+        last = waiting[request_id]
+        waiting[request_id] = now  # the next copy waits its share of what is left then
         for task in state.open_tasks:
-            if now - task.occurred_at > after:
+            since = max(task.occurred_at, last)
+            if is_stalled(since, state.deadline_at, now, policy):
                 _log.warning(
-                    "task %s waited %s for a verdict; assigning it again", task.task_id, waited
+                    "task %s waited %s for a verdict; assigning it again",
+                    task.task_id,
+                    now - since,
                 )
                 await rt.emit(task)
 

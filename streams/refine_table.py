@@ -16,6 +16,8 @@ from agents.retention import (
     expired_states,
     marker_of,
 )
+from agents.stall import StallPolicy
+from agents.stall import stalled as is_stalled
 from streams.refine_store import RefineIndex, decode_marker, encode_marker
 from streams.runtime import Runtime
 
@@ -61,9 +63,24 @@ def overdue(rt: Runtime, now: datetime) -> list[str]:
     return [rid for rid, deadline in index(rt).open_deadlines.items() if deadline <= now]
 
 
-def stalled(rt: Runtime, now: datetime, after: timedelta) -> list[str]:
-    """Open requests whose current task has waited longer than ``after`` for a verdict."""
-    return [rid for rid, assigned in index(rt).open_tasks.items() if now - assigned > after]
+def stall_policy(rt: Runtime) -> StallPolicy:
+    w = rt.settings.worker
+    return StallPolicy(
+        share=w.stall_share,
+        floor=timedelta(seconds=w.stall_floor_s),
+        longest=timedelta(seconds=w.stall_s),
+    )
+
+
+def stalled(rt: Runtime, now: datetime, policy: StallPolicy) -> list[str]:
+    """Open requests whose oldest waiting task is due to be sent again: it has waited its
+    share of the time the request had left (``agents.stall``)."""
+    idx = index(rt)
+    return [
+        rid
+        for rid, since in idx.open_tasks.items()
+        if is_stalled(since, idx.open_deadlines.get(rid), now, policy)
+    ]
 
 
 def retention(rt: Runtime) -> Retention:

@@ -61,10 +61,22 @@ class WorkerSettings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     """Offsets are committed on this interval (after the producer has flushed)."""
     deadline_scan_s: float = Field(default=1.0, gt=0)
-    stall_s: float = Field(default=180.0, gt=0)
-    """A task with no verdict after this long is assigned again (same event)."""
-    model_timeout_s: float = Field(default=120.0, gt=0)
-    """Cap on one task's model work, retries and fallbacks included."""
+    stall_s: float = Field(default=60.0, gt=0)
+    """Longest wait for a task's verdict before it is assigned again (same event); the
+    wait is ``stall_share`` of the time its request had left, at least ``stall_floor_s``,
+    never past the request's deadline."""
+    stall_share: float = Field(default=0.25, gt=0, le=1)
+    """Share of the time a request has left that its task may wait for a verdict."""
+    stall_floor_s: float = Field(default=5.0, gt=0)
+    """Shortest wait for a verdict before a task is assigned again."""
+    model_timeout_s: float = Field(default=25.0, gt=0)
+    """Cap on one task's model work, retries and fallbacks included: short enough that a
+    second try after a re-send still fits inside the default deadline."""
+    answer_retain_s: float = Field(default=1800.0, gt=0)
+    """A request's recorded specialist answers stay this long after the last one: a task
+    redelivered or re-sent within it re-emits its answer without a model call."""
+    answer_max: int = Field(default=20_000, ge=1)
+    """Requests whose answers one worker keeps at most; beyond that the oldest go first."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Prometheus endpoint; 0 turns it off."""
     metrics_host: str = "127.0.0.1"

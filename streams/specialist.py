@@ -5,13 +5,20 @@ One stage per priority lane topic (``streams.lanes``); the stages share
 ``specialist_concurrency`` model-call slots, granted most urgent lane first. Each
 lane stage reads twice that many tasks ahead, so when a slot frees, the lanes' next
 tasks are already waiting for it and the most urgent one gets it.
+
+A task is answered once: its answer is recorded in the answer store
+(``streams.answer_store``) before it is emitted, and a copy of the task (redelivered
+after a crash or a rebalance, or re-sent by the refine timer) re-emits the recorded
+answer without a model call; a copy arriving while the first is with the model waits
+for it. Tasks are answered concurrently but acked in offset order per partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
@@ -20,35 +27,93 @@ from agents.priority import LaneScheduler
 from agents.prompts import build_messages
 from agents.specialist import answered
 from connectors.resilient import ChainOutcome
-from schemas.request_events import Passage, TaskAssigned
+from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
 from schemas.topics import TopicSpec
-from streams.lanes import LANES, SlotPool, lane_slot
+from streams import answer_store, background
+from streams.answer_store import AnswerStore
+from streams.lanes import LANES, InOrderAcks, SlotPool, lane_slot
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
+_EXPIRY_EVERY_S = 30.0
 
-def register(rt: Runtime) -> None:
-    w = rt.settings.worker
-    pool = SlotPool(w.specialist_concurrency, LaneScheduler(len(LANES), w.priority_guard_every))
+
+class Answering:
+    """What the lane stages share: model-call slots, the answer store, the tasks now
+    with the model (by task event id), and the in-order acks."""
+
+    def __init__(self, rt: Runtime) -> None:
+        w = rt.settings.worker
+        scheduler = LaneScheduler(len(LANES), w.priority_guard_every)
+        self.pool = SlotPool(w.specialist_concurrency, scheduler)
+        self.store: AnswerStore = answer_store.create(
+            rt.app, rt.partitions, timedelta(seconds=w.answer_retain_s), w.answer_max
+        )
+        self.calling: dict[str, asyncio.Future[None]] = {}
+        self.acks = InOrderAcks()
+
+
+def register(rt: Runtime) -> Answering:
+    answering = Answering(rt)
     for lane, (name, spec) in enumerate(LANES):
-        _register_lane(rt, pool, lane, name, spec)
+        _register_lane(rt, answering, lane, name, spec)
+
+    @background.timer(rt, _EXPIRY_EVERY_S, "answer_store_expiry")
+    async def expire_answers() -> None:
+        answering.store.expire(rt.clock())
+
+    return answering
 
 
-def _register_lane(rt: Runtime, pool: SlotPool, lane: int, name: str, spec: TopicSpec) -> None:
-    async def in_slot(record: Record) -> None:
+def _register_lane(
+    rt: Runtime, answering: Answering, lane: int, name: str, spec: TopicSpec
+) -> None:
+    pool = answering.pool
+
+    async def in_slot(task: TaskAssigned) -> SpecialistAnswered:
         async with lane_slot(pool, rt.metrics, lane, name):
-            await handle(rt, record)
+            return await answer(rt, task)
+
+    async def on_record(record: Record) -> None:
+        await handle(rt, answering, record, in_slot)
 
     # The normal lane keeps the single-lane stage's name.
     stage_name = "specialist_stage" if name == "normal" else f"specialist_stage_{name}"
 
     @rt.app.agent(rt.topic(spec), name=stage_name, concurrency=2 * pool.size)
     async def specialist_stage(stream: object) -> None:
-        await run(rt, "specialist", stream, in_slot)
+        await run(rt, "specialist", answering.acks.events(stream), on_record)
 
 
-async def handle(rt: Runtime, record: Record) -> None:
+async def handle(
+    rt: Runtime,
+    answering: Answering,
+    record: Record,
+    call: Callable[[TaskAssigned], Awaitable[SpecialistAnswered]],
+) -> None:
+    """Answer the task of ``record``: the recorded answer if there is one, else ``call``'s,
+    recorded before it is emitted."""
     task = rt.codec.decode(record.value, TaskAssigned)
+    first = answering.calling.get(task.event_id)
+    if first is not None:  # a copy of a task now with the model: wait for that call
+        await asyncio.wait({first})
+    found = answering.store.lookup(task)
+    if found is not None:
+        await rt.emit(found)
+        return
+    calling = answering.calling[task.event_id] = asyncio.get_running_loop().create_future()
+    try:
+        result = await call(task)
+        answering.store.record(task, result, rt.clock())
+    finally:
+        calling.set_result(None)
+        if answering.calling.get(task.event_id) is calling:
+            del answering.calling[task.event_id]
+    await rt.emit(result)
+
+
+async def answer(rt: Runtime, task: TaskAssigned) -> SpecialistAnswered:
+    """One model call for ``task`` (with retrieval first for the retrieval specialist)."""
     passages: tuple[Passage, ...] = ()
     if task.specialist == RETRIEVAL:
         k = rt.settings.knowledge
@@ -63,7 +128,7 @@ async def handle(rt: Runtime, record: Record) -> None:
     outcome = await call_model(rt, task, passages)
     latency_ms = (time.perf_counter() - started) * 1000
     _count(rt, outcome, latency_ms)
-    answer = answered(
+    return answered(
         task,
         outcome.result,
         deployment=outcome.deployment or task.deployment,
@@ -72,7 +137,6 @@ async def handle(rt: Runtime, record: Record) -> None:
         now=rt.clock(),
         passages=passages,
     )
-    await rt.emit(answer)
 
 
 def _count(rt: Runtime, outcome: ChainOutcome, latency_ms: float) -> None:
