@@ -12,24 +12,18 @@ together, so a verdict that lost that race shows as a divergence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final, Literal
 
+from agents import admission, refinement
+from agents.admission import Admitted
 from agents.config import GuardianPolicy, PipelineConfig
+from agents.effects import Effects, Refused
 from agents.guardian import Signals, judge, verdict_for
-from agents.intake import payload_digest, validate
-from agents.refine import (
-    RequestState,
-    Step,
-    awaiting_context,
-    on_deadline,
-    on_verdict,
-    rejected,
-    start,
-)
-from agents.router import route_request
+from agents.intake import payload_digest
+from agents.refine import RequestState, Step, on_deadline
 from schemas.envelope import Event
 from schemas.request_events import (
     DeadlinePassed,
@@ -55,6 +49,8 @@ DECISION_FIELDS: Final = (
     "config_version",
 )
 """What a final response decided; ids, timestamps and latency are not decisions."""
+WHAT_IF_FIELDS: Final = tuple(f for f in DECISION_FIELDS if f != "config_version")
+"""What is compared when every request is re-derived under one given configuration."""
 TASK_FIELDS: Final = (
     "specialist",
     "instruction",
@@ -124,6 +120,28 @@ class Recorded:
     def response(self) -> ResponseDelivered | None:
         return self.responses[0] if self.responses else None
 
+    @property
+    def config_version(self) -> int | None:
+        """The configuration version intake admitted the request under: its round-1
+        tasks, or its response when it has none (a rejection, a request that waited)."""
+        firsts = [t for (_, round_), t in self.tasks.items() if round_ == 1]
+        if firsts:
+            return min(firsts, key=lambda t: t.occurred_at).config_version
+        return self.response.config_version if self.response is not None else None
+
+
+Configs = PipelineConfig | Mapping[int, PipelineConfig]
+"""One configuration for every request, or the configuration of each version (the
+config history): a request is re-derived under the version it was admitted with."""
+
+
+def config_of(recorded: Recorded, configs: Configs) -> PipelineConfig | None:
+    """The configuration to re-derive ``recorded`` under (None: its version is unknown)."""
+    if isinstance(configs, PipelineConfig):
+        return configs
+    version = recorded.config_version
+    return configs.get(version) if version is not None else None
+
 
 @dataclass(frozen=True)
 class Replayed:
@@ -140,7 +158,10 @@ def replay(
     verdicts: Mapping[str, VerdictIssued] | None = None,
     max_rounds: int | None = None,
 ) -> Replayed | None:
-    """Feed intake, then every recorded verdict and deadline, through the decision functions.
+    """Feed intake, then every recorded verdict and deadline, through the stages' own
+    decision functions (``agents.admission``, ``agents.refinement``) under ``config``,
+    the configuration the request was admitted with (its experiment arm is chosen from
+    it exactly as intake chose it).
 
     ``verdicts`` replaces recorded verdicts by event id (a what-if); ``max_rounds`` caps
     the request's rounds. None when the log lacks the request or intake's decision, and
@@ -152,35 +173,36 @@ def replay(
     if recorded.response is not None and recorded.response.cache_hit:
         return None  # decided by the answer it copies (``cached_from``), not by these events
     firsts = {s: t for (s, round_), t in recorded.tasks.items() if round_ == 1}
-    held = request.session_id is not None
-    if held and firsts:
-        # Validated before its context came: no later than the request and its tasks.
-        rejection = validate(request, min(at, request.occurred_at), config.intake)
-    else:
-        rejection = validate(request, at, config.intake)
-    if rejection is not None:
-        code, reason = rejection.code.value, rejection.reason
-        return Replayed(rejected(request, code, reason, at, config.version), {})
-    if held and not firsts:
-        return _timed_out_waiting(recorded, request, config)
+    digest = payload_digest(request)
+    # A session request was validated before its context came: no later than the
+    # request and its tasks.
+    when = min(at, request.occurred_at) if request.session_id and firsts else at
+    decided = admission.on_request(request, digest, None, None, when, config)
+    if isinstance(decided, Refused):
+        return None
     context = next(iter(firsts.values())).context if firsts else ()
-    plan = route_request(request.prompt, context, decompose=config.routing.decompose)
-    routes = {s: (t.deployment, t.degraded_route) for s, t in firsts.items()}
-    deployment = routes.get(plan.subtasks[0].subtask, ("", False))[0]
+    if isinstance(decided, Effects):
+        if decided.response is not None:  # rejected at intake
+            return Replayed(decided.response, {})
+        held = decided.state
+        assert held is not None
+        assert held.awaiting is not None
+        if not firsts:
+            return _timed_out_waiting(recorded, held)
+        decided = Admitted(held.awaiting, digest)
+    admitted = replace(decided, context=context)
     if max_rounds is not None:
-        capped = min(request.max_rounds or config.refine.max_rounds, max_rounds)
-        request = request.model_copy(update={"max_rounds": capped})
-    step = start(
-        request,
-        payload_digest(request),
-        at,
-        config,
-        deployment=deployment,
-        plan=plan,
-        routes=routes,
+        capped = min(admitted.request.max_rounds or config.refine.max_rounds, max_rounds)
+        admitted = replace(
+            admitted, request=admitted.request.model_copy(update={"max_rounds": capped})
+        )
+    routes = {s: (t.deployment, t.degraded_route) for s, t in firsts.items()}
+    begun = admission.begin(
+        admitted, at, config, cache_hit=None, route=lambda s: routes.get(s, ("", False))
     )
-    state = step.state
-    tasks = {(t.subtask, t.round): t for t in step.tasks}
+    assert begun.state is not None
+    state = begun.state
+    tasks = {(t.subtask, t.round): t for t in begun.emits if isinstance(t, TaskAssigned)}
     for event in recorded.inputs:
         if state.done:
             break
@@ -193,14 +215,11 @@ def replay(
     return Replayed(state.final, tasks)
 
 
-def _timed_out_waiting(
-    recorded: Recorded, request: RequestSubmitted, config: PipelineConfig
-) -> Replayed:
+def _timed_out_waiting(recorded: Recorded, held: RequestState) -> Replayed:
     """A session request whose deadline passed before its context came: held, then
     finalized by the recorded deadline (its deadline is the one that event names)."""
     deadlines = [e for e in recorded.inputs if isinstance(e, DeadlinePassed)]
-    at = request.occurred_at
-    state = awaiting_context(request, payload_digest(request), at, config)
+    state = held
     for passed in deadlines:
         state = state.model_copy(update={"deadline_at": passed.deadline_at})
         emitted = recorded.response.occurred_at if recorded.response else passed.occurred_at
@@ -225,9 +244,11 @@ def _decide(
 
 
 def _apply(state: RequestState, event: RefineInput, now: datetime, config: PipelineConfig) -> Step:
-    if isinstance(event, VerdictIssued):
-        return on_verdict(state, event, now, config)
-    return on_deadline(state, now)
+    """The refine stage's decision for ``event``, as the state it leaves and what it sends."""
+    effects = refinement.on_input(event, state, None, now, config)
+    assert not isinstance(effects, Refused)
+    tasks = tuple(e for e in effects.emits if isinstance(e, TaskAssigned))
+    return Step(state=effects.state or state, tasks=tasks, response=effects.response)
 
 
 def _emitted_at(step: Step, before: RequestState, recorded: Recorded) -> datetime | None:
@@ -269,28 +290,37 @@ class VerifyReport:
     divergences: tuple[Divergence, ...]
 
 
-def compare(events: Sequence[Event], config: PipelineConfig) -> list[Divergence] | None:
-    """Divergences of one request; None when the log does not hold all of it."""
+def compare(events: Sequence[Event], configs: Configs) -> list[Divergence] | None:
+    """Divergences of one request; None when the log does not hold all of it (or the
+    configuration version it was admitted with)."""
     recorded = Recorded.of(events)
+    config = config_of(recorded, configs)
+    if config is None:
+        return None
     replayed = replay(recorded, config)
     if replayed is None or recorded.response is None:
         return None
     rid = recorded.response.request_id
-    found = _response_divergences(rid, recorded, replayed.response)
+    # Under one forced version (a what-if), the version itself differs by design.
+    fields = DECISION_FIELDS if not isinstance(configs, PipelineConfig) else WHAT_IF_FIELDS
+    found = _response_divergences(rid, recorded, replayed.response, fields)
     for key in sorted(set(recorded.tasks) | set(replayed.tasks)):
         found += _task_divergences(rid, key, recorded.tasks.get(key), replayed.tasks.get(key))
     return found
 
 
 def _response_divergences(
-    rid: str, recorded: Recorded, rederived: ResponseDelivered | None
+    rid: str,
+    recorded: Recorded,
+    rederived: ResponseDelivered | None,
+    fields: tuple[str, ...] = DECISION_FIELDS,
 ) -> list[Divergence]:
     assert recorded.response is not None
     if rederived is None:
         return [Divergence(rid, "response", recorded.response.status, None)]
     mine, theirs = decision_fields(rederived), decision_fields(recorded.response)
     found = [
-        Divergence(rid, f, theirs[f], mine[f]) for f in DECISION_FIELDS if mine[f] != theirs[f]
+        Divergence(rid, f, theirs[f], mine[f]) for f in fields if mine[f] != theirs[f]
     ]
     distinct = {tuple(decision_fields(r).values()) for r in recorded.responses}
     if len(distinct) > 1:
@@ -313,12 +343,12 @@ def _task_divergences(
 
 
 def verify_report(
-    events_by_request: Mapping[str, Sequence[Event]], config: PipelineConfig
+    events_by_request: Mapping[str, Sequence[Event]], configs: Configs
 ) -> VerifyReport:
     checked = skipped = 0
     found: list[Divergence] = []
     for events in events_by_request.values():
-        divergences = compare(events, config)
+        divergences = compare(events, configs)
         if divergences is None:
             skipped += 1
             continue
@@ -327,16 +357,16 @@ def verify_report(
     return VerifyReport(checked=checked, skipped=skipped, divergences=tuple(found))
 
 
-def verify(
-    events_by_request: Mapping[str, Sequence[Event]], config: PipelineConfig
-) -> list[Divergence]:
+def verify(events_by_request: Mapping[str, Sequence[Event]], configs: Configs) -> list[Divergence]:
     """Every divergence between the log's decisions and those its inputs re-derive to."""
-    return list(verify_report(events_by_request, config).divergences)
+    return list(verify_report(events_by_request, configs).divergences)
 
 
 # --- rescore -----------------------------------------------------------------
 
 Flip = Literal["pass_to_fail", "fail_to_pass", "content"]
+Policy = GuardianPolicy | Callable[[PipelineConfig], GuardianPolicy]
+"""The guardian policy to re-judge under: one for all, or one per request's config."""
 
 
 @dataclass(frozen=True)
@@ -407,12 +437,17 @@ def rejudge(
 def rescore_request(
     events: Sequence[Event],
     signals: Mapping[str, Signals],
-    config: PipelineConfig,
-    policy: GuardianPolicy,
+    configs: Configs,
+    policy: Policy,
 ) -> Rescored | None:
     """Re-judge a request's recorded answers under ``policy`` and re-decide it using only
-    the recorded rounds. None when the request is not re-scorable."""
+    the recorded rounds, under the configuration ``configs`` gives it. None when the
+    request is not re-scorable."""
     recorded = Recorded.of(events)
+    config = config_of(recorded, configs)
+    if config is None:
+        return None
+    policy = policy(config) if callable(policy) else policy
     verdicts = [e for e in recorded.inputs if isinstance(e, VerdictIssued)]
     if recorded.response is None or recorded.response.status == "rejected" or not verdicts:
         return None
@@ -436,14 +471,14 @@ def rescore_request(
 def rescore(
     events_by_request: Mapping[str, Sequence[Event]],
     signals: Mapping[str, Signals],
-    config: PipelineConfig,
-    policy: GuardianPolicy,
+    configs: Configs,
+    policy: Policy,
 ) -> RescoreSummary:
     """Re-decide every request under ``policy``: see ``rescore_request``.
 
     ``signals`` holds the re-measured signals of every answer ``answers_to_measure`` lists,
     by answer event id.
     """
-    outcomes = [rescore_request(ev, signals, config, policy) for ev in events_by_request.values()]
+    outcomes = [rescore_request(ev, signals, configs, policy) for ev in events_by_request.values()]
     done = tuple(o for o in outcomes if o is not None)
     return RescoreSummary(requests=len(done), skipped=len(outcomes) - len(done), outcomes=done)

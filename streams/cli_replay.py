@@ -22,9 +22,11 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from agents.config import GuardianPolicy, PipelineConfig
+from agents.config_values import ConfigValueError, config_of
 from agents.guardian import Signals, measure
 from agents.ports import Embedder, PiiDetector
-from agents.replay import Rescored, answers_to_measure, rescore, verify_report
+from agents.replay import Configs, Rescored, answers_to_measure, rescore, verify_report
+from connectors.config_log import read_config_versions
 from connectors.embeddings import HashingEmbedder, MiniLMEmbedder
 from connectors.pii import PresidioPiiDetector
 from connectors.refusing_llm import RefusingLLM
@@ -56,6 +58,12 @@ def add_replay_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     mode.add_argument(
         "--rescore", action="store_true", help="re-decide under --threshold/--min-alignment"
+    )
+    p.add_argument(
+        "--config-version",
+        type=int,
+        help="re-derive every request under this config version (default: the version "
+        "each request was admitted with, from the config history)",
     )
     p.add_argument("--threshold", type=float, help="pass threshold for --rescore")
     p.add_argument("--min-alignment", type=float, help="alignment gate for --rescore")
@@ -90,6 +98,9 @@ class Session:
 
     settings: AppSettings
     config: PipelineConfig
+    """The live configuration (the latest version)."""
+    configs: dict[int, PipelineConfig]
+    """Every version of the config history, by number."""
     llm: RefusingLLM
     out: TextIO
     err: TextIO
@@ -112,20 +123,53 @@ def run_replay(
     """The ``replay`` command on parsed ``args``."""
     if args.namespace is not None:
         settings = settings.with_namespace(args.namespace)
+    configs = config_history(settings)
     s = Session(
         settings,
-        settings.pipeline_config(),
+        configs[max(configs)],
+        configs,
         llm or RefusingLLM(),
         out or sys.stdout,
         err or sys.stderr,
     )
-    problem = _usage_problem(args)
+    problem = _usage_problem(args) or _version_problem(args, configs)
     if problem is not None:
         s.note(problem)
         return EXIT_FAILED
     if args.request_id is not None:
         return _one_request(args, s)
     return _window(args, s)
+
+
+def config_history(settings: AppSettings) -> dict[int, PipelineConfig]:
+    """Every version of the config history by number; version 0 comes from settings
+    only when the history does not hold it (a deployment older than its history)."""
+    events = asyncio.run(read_config_versions(settings.kafka))
+    configs = {0: settings.pipeline_config()}
+    for version, event in events.items():
+        try:
+            configs[version] = config_of(event)
+        except ConfigValueError as exc:
+            print(f"guardian replay: config version {version} unreadable: {exc}", file=sys.stderr)
+    return configs
+
+
+def _version_problem(args: argparse.Namespace, configs: Mapping[int, PipelineConfig]) -> str | None:
+    if args.config_version is not None and args.config_version not in configs:
+        known = ", ".join(str(v) for v in sorted(configs))
+        return f"config version {args.config_version} is not in the history (versions: {known})"
+    return None
+
+
+def _configs(args: argparse.Namespace, s: Session) -> Configs:
+    """What each request is re-derived under: one version, or each its own."""
+    if args.config_version is not None:
+        return s.configs[args.config_version]
+    return s.configs
+
+
+def _compared_with(args: argparse.Namespace) -> int | str:
+    return args.config_version if args.config_version is not None else "recorded"
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -148,7 +192,7 @@ def _one_request(args: argparse.Namespace, s: Session) -> int:
         return EXIT_FAILED
     by_request = {args.request_id: events}
     if args.verify:
-        return _verify(LogRead(by_request, len(events)), s, time.perf_counter())
+        return _verify(LogRead(by_request, len(events)), args, s, time.perf_counter())
     if args.rescore:
         return _rescore(by_request, args, s)
     for event in events:
@@ -164,12 +208,12 @@ def _window(args: argparse.Namespace, s: Session) -> int:
     read = asyncio.run(read_window(s.settings.kafka, window, progress=progress))
     progress.finish(read.records)
     if args.verify:
-        return _verify(read, s, started)
+        return _verify(read, args, s, started)
     return _rescore(read.by_request, args, s)
 
 
-def _verify(read: LogRead, s: Session, started: float) -> int:
-    report = verify_report(read.by_request, s.config)
+def _verify(read: LogRead, args: argparse.Namespace, s: Session, started: float) -> int:
+    report = verify_report(read.by_request, _configs(args, s))
     for d in report.divergences:
         s.emit(to_json(asdict(d)))
     seconds = time.perf_counter() - started
@@ -177,6 +221,8 @@ def _verify(read: LogRead, s: Session, started: float) -> int:
         to_json(
             {
                 "summary": "verify",
+                "config_version": _compared_with(args),
+                "config_versions": sorted(s.configs),
                 "requests": report.checked,
                 "skipped": report.skipped,
                 "divergent_requests": len({d.request_id for d in report.divergences}),
@@ -196,18 +242,25 @@ def _verify(read: LogRead, s: Session, started: float) -> int:
 def _rescore(
     by_request: Mapping[str, Sequence[Event]], args: argparse.Namespace, s: Session
 ) -> int:
-    policy = _policy(s.config.guardian, args)
+    base = s.configs[args.config_version] if args.config_version is not None else s.config
+    policy = _policy(base.guardian, args)
     if policy is None:
         s.note("--threshold must be within 0..1 and --min-alignment within -1..1")
         return EXIT_FAILED
     signals = measure_all(by_request, *_measurers(s.settings, policy), note=s.note)
-    summary = rescore(by_request, signals, s.config, policy)
+
+    def policy_of(config: PipelineConfig) -> GuardianPolicy:
+        # Each request's own guardian policy, with the thresholds the flags give.
+        return _policy(config.guardian, args) or config.guardian
+
+    summary = rescore(by_request, signals, _configs(args, s), policy_of)
     for outcome in summary.flipped:
         s.emit(to_json(flip_record(outcome)))
     s.emit(
         to_json(
             {
                 "summary": "rescore",
+                "config_version": _compared_with(args),
                 "requests": summary.requests,
                 "skipped": summary.skipped,
                 "flips": len(summary.flipped),

@@ -23,6 +23,7 @@ from schemas.request_events import DeadLettered, ResponseDelivered, VerdictIssue
 from streams.cli_replay import EXIT_DIVERGED, EXIT_OK, add_replay_commands, run_replay
 from streams.settings import AppSettings
 from tests.integration.harness import Pipeline, covers, pipeline, read_until
+from tests.integration.test_config_history import cli
 from tests.integration.test_pipeline import OFF_TOPIC, QA, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -214,19 +215,30 @@ async def test_a_verdict_tampered_after_reading_is_named(run: Run) -> None:
     assert "task[2]" in fields
 
 
-def test_verify_exits_2_on_a_divergence(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
-    """The log was decided with the default three rounds; replaying under two diverges
-    on every request that needed a third."""
+def test_verify_follows_the_config_history_not_the_auditors_settings(
+    run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log was decided with the default three rounds. An auditor whose own settings
+    say two still verifies cleanly: each request is re-derived under the version it was
+    admitted with, from the config history. Asked to re-derive under a version that
+    allows two rounds, every request that needed a third diverges (exit 2)."""
     settings = run.settings()
-    settings = settings.model_copy(
+    own = settings.model_copy(
         update={"refine": settings.refine.model_copy(update={"max_rounds": 2})}
     )
-    code = run_replay(window_args(run, "--verify"), settings)
+    assert run_replay(window_args(run, "--verify"), own) == EXIT_OK
+    summary = json_lines(capsys.readouterr().out)[-1]
+    assert (summary["divergences"], summary["config_version"]) == (0, "recorded")
+    published = cli(run.pipeline, "set", "refine.max_rounds", "2", "--reason", "audit what-if")
+    assert published.returncode == 0, published.stderr
+    version = int(published.stdout.split()[2].rstrip(":"))
+    code = run_replay(window_args(run, "--verify", "--config-version", str(version)), own)
     lines = json_lines(capsys.readouterr().out)
     assert code == EXIT_DIVERGED
     third = {rid for rid, r in run.responses.items() if r.rounds == 3}
     assert {line["request_id"] for line in lines[:-1]} == third
     assert lines[-1]["divergent_requests"] == len(third)
+    assert lines[-1]["config_version"] == version
 
 
 # --- rescore -----------------------------------------------------------------------

@@ -315,10 +315,33 @@ def test_a_rejection_of_an_acceptable_request_diverges(log: dict[str, list[Event
     assert found["task[1]"] == Divergence("injection", "task[1]", False, True)
 
 
-def test_another_config_shows_where_it_decides_differently(log: dict[str, list[Event]]) -> None:
+def test_a_what_if_version_compares_decisions_not_the_version_number(
+    log: dict[str, list[Event]],
+) -> None:
     other = CONFIG.model_copy(update={"version": 3})
-    found = verify({"first-try": log["first-try"]}, other)
-    assert {d.field for d in found} == {"config_version"}
+    assert verify({"first-try": log["first-try"]}, other) == []
+    stricter = other.model_copy(
+        update={"refine": other.refine.model_copy(update={"max_rounds": 1})}
+    )
+    found = verify({"second-try": log["second-try"]}, stricter)
+    assert "config_version" not in {d.field for d in found}
+    assert "rounds" in {d.field for d in found}
+
+
+def test_each_request_is_rederived_under_the_version_it_was_admitted_with(
+    log: dict[str, list[Event]],
+) -> None:
+    later = CONFIG.model_copy(
+        update={
+            "version": CONFIG.version + 1,
+            "refine": CONFIG.refine.model_copy(update={"max_rounds": 1}),
+        }
+    )
+    history = {CONFIG.version: CONFIG, later.version: later}
+    assert verify(log, history) == [], "the later version decided none of these"
+    report = verify_report(log, {later.version: later})
+    assert (report.checked, report.divergences) == (0, ()), "version unknown: skipped"
+    assert report.skipped == len(log)
 
 
 def test_partial_requests_are_skipped_not_reported(log: dict[str, list[Event]]) -> None:
