@@ -77,3 +77,60 @@ def test_the_environment_check_sees_a_read() -> None:
     assert _READS_ENV.search('x = os.environ["KAFKA"]')
     assert _READS_ENV.search('x = os.environ.get("KAFKA")')
     assert not _READS_ENV.search("env = {**os.environ, **extra}")
+
+
+# Decisions take time, ids and randomness as arguments: calling a clock, a random source
+# or an id generator from agents/ makes a decision that replay cannot re-derive.
+_IMPURE_MODULES = {"random", "uuid", "time", "secrets"}
+_IMPURE_CALLS = {"now", "utcnow", "today", "fromtimestamp"}
+"""Methods of datetime/date that read the clock."""
+
+
+def impure_calls(path: Path) -> list[str]:
+    """Where ``path`` imports a clock, random or id module, or reads the clock."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name.split(".")[0] in _IMPURE_MODULES
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in _IMPURE_MODULES:
+                found.append(f"{node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if (
+                node.func.attr in _IMPURE_CALLS
+                and isinstance(owner, ast.Name)
+                and owner.id in {"datetime", "date"}
+            ):
+                found.append(f"{node.lineno}: {owner.id}.{node.func.attr}()")
+    return found
+
+
+def test_decisions_never_read_a_clock_randomness_or_ids() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{where}"
+        for path in _files("agents")
+        for where in impure_calls(path)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import random\n",
+        "from uuid import uuid4\n",
+        "import time\n",
+        "from datetime import datetime\nx = datetime.now()\n",
+        "from datetime import datetime\nx = datetime.utcnow()\n",
+    ],
+)
+def test_the_purity_check_sees_a_clock_or_a_random_source(tmp_path: Path, source: str) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(source)
+    assert impure_calls(bad)
