@@ -7,7 +7,7 @@ import asyncio
 from agents.experiment_plan import config_for
 from agents.guardian import Signals, judge, measure, verdict_for
 from schemas import topics
-from schemas.request_events import SpecialistAnswered
+from schemas.request_events import SpecialistAnswered, VerdictIssued
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
@@ -24,15 +24,22 @@ def register(rt: Runtime) -> None:
 
 async def handle(rt: Runtime, record: Record) -> None:
     answer = rt.codec.decode(record.value, SpecialistAnswered)
-    policy = config_for(rt.config, answer.variant).guardian
+    await rt.emit(await score(rt, answer))
+
+
+async def score(rt: Runtime, answer: SpecialistAnswered) -> VerdictIssued:
+    """The guardians' verdict on ``answer``, under the configuration its request was
+    admitted with (and the request's experiment arm)."""
+    config = rt.config_at(answer.config_version)
+    policy = config_for(config, answer.variant).guardian
     if answer.status == "ok" and answer.content.strip():
         # Embedding and PII scans are CPU work: keep them off the event loop.
         signals = await asyncio.to_thread(measure, answer, rt.ports.embedder, rt.ports.pii)
     else:
         signals = Signals(alignment=0.0, new_pii=())
     assessment = judge(answer, signals, policy)
-    for score in assessment.scores:
-        rt.metrics.guardian_scores.labels(score.guardian).observe(score.score)
+    for part in assessment.scores:
+        rt.metrics.guardian_scores.labels(part.guardian).observe(part.score)
     rt.metrics.guardian_scores.labels("overall").observe(assessment.score)
     rt.metrics.verdicts.labels("pass" if assessment.passed else "fail").inc()
-    await rt.emit(verdict_for(answer, assessment, policy, rt.clock(), rt.config.version))
+    return verdict_for(answer, assessment, policy, rt.clock(), config.version)
