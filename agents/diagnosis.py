@@ -3,26 +3,30 @@ turned into root-cause diagnoses with their evidence.
 
 A group is (specialist, model, prompt version, config version); within it each
 failure class is counted once per verdict. Verdicts of an experiment's treatment
-arm are left to the experiment that judges them.
+arm are left to the experiment that judges them. Windows are tumbling, aligned to
+the epoch and placed by each verdict's own time, so every run over the same verdicts
+forms the same windows; a window closes once the event time has passed its end by
+its allowed lateness.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
 from agents.ids import stable_id
+from agents.judged import Judged
 from schemas.envelope import Millis
 from schemas.network_events import FailureDiagnosed
-from schemas.request_events import VerdictIssued
 
 MAX_EXAMPLES = 5
 """Example request ids per diagnosis: the smallest ids, so that the evidence does not
 depend on the order in which partitions were read."""
-RECENT_IDS = 1024
-"""Verdict ids remembered to drop redeliveries (after a crash, Kafka redelivers the
-records since the last commit: a few seconds of traffic)."""
+MAX_LATENESS = timedelta(seconds=30)
+"""How long after its end a window still takes verdicts (those of a partition read a
+little behind the others); at most the window's own length."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _MODEL_ERRORS = {
     "timeout": "timeout",
@@ -71,7 +75,6 @@ class DiagnosisWindow(_Frozen):
     start: Millis
     end: Millis
     groups: tuple[GroupCount, ...] = ()
-    recent_ids: tuple[str, ...] = ()
 
     @property
     def window_id(self) -> str:
@@ -87,7 +90,21 @@ def next_window(window: DiagnosisWindow) -> DiagnosisWindow:
     return open_window(window.end, window.end - window.start)
 
 
-def failure_classes(verdict: VerdictIssued) -> tuple[str, ...]:
+def window_at(at: datetime, length: timedelta) -> DiagnosisWindow:
+    """The empty epoch-aligned window of ``length`` that holds ``at``."""
+    return open_window(at - (at - _EPOCH) % length, length)
+
+
+def lateness(length: timedelta) -> timedelta:
+    return min(length, MAX_LATENESS)
+
+
+def closed(window: DiagnosisWindow, now: datetime) -> bool:
+    """Whether event time ``now`` is past the window's end and its allowed lateness."""
+    return now >= window.end + lateness(window.end - window.start)
+
+
+def failure_classes(verdict: Judged) -> tuple[str, ...]:
     """The verdict's failure classes in the diagnostician's vocabulary, each once.
 
     Model errors become ``timeout``, ``rate_limited``, ``unavailable`` or
@@ -104,19 +121,19 @@ def failure_classes(verdict: VerdictIssued) -> tuple[str, ...]:
     return tuple(dict.fromkeys(mapped))
 
 
-def _prompt_version(verdict: VerdictIssued) -> str:
+def _prompt_version(verdict: Judged) -> str:
     return verdict.prompt_version
 
 
-def counts(verdict: VerdictIssued) -> bool:
+def counts(verdict: Judged) -> bool:
     """Whether the diagnostician counts ``verdict`` (live config, not a treatment arm)."""
     return verdict.variant is None or not verdict.variant.startswith("treatment")
 
 
-def observe(window: DiagnosisWindow, verdict: VerdictIssued) -> DiagnosisWindow:
-    """Count ``verdict`` when it falls in the window and was not seen already."""
+def observe(window: DiagnosisWindow, verdict: Judged) -> DiagnosisWindow:
+    """Count ``verdict`` when it falls in the window (the caller drops duplicates)."""
     inside = window.start <= verdict.occurred_at < window.end
-    if not inside or not counts(verdict) or verdict.event_id in window.recent_ids:
+    if not inside or not counts(verdict):
         return window
     key = GroupKey(
         specialist=verdict.specialist,
@@ -128,8 +145,7 @@ def observe(window: DiagnosisWindow, verdict: VerdictIssued) -> DiagnosisWindow:
     group = next((g for g in window.groups if g.key == key), GroupCount(key=key))
     group = _count(group, failure_classes(verdict), verdict.request_id)
     groups = tuple(sorted([*others, group], key=_group_order))
-    recent = (*window.recent_ids, verdict.event_id)[-RECENT_IDS:]
-    return window.model_copy(update={"groups": groups, "recent_ids": recent})
+    return window.model_copy(update={"groups": groups})
 
 
 def _group_order(group: GroupCount) -> tuple[str, str, str, int]:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from agents.config import PipelineConfig
 from agents.config_values import encode
 from agents.ids import stable_id
+from agents.judged import Judged, Rated
 from schemas.network_events import ImprovementProposed
-from schemas.request_events import FeedbackGiven, VerdictIssued
 
 SATISFIED = 0.5
 OVERALL = "overall"
@@ -61,15 +61,15 @@ def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def judged(verdicts: Iterable[VerdictIssued]) -> list[VerdictIssued]:
+def judged(verdicts: Iterable[Judged]) -> list[Judged]:
     """Verdicts on an actual answer (a failed model call was not the guardians' call)."""
     return [v for v in verdicts if "model_error" not in v.failure_classes]
 
 
-def delivered(verdicts: Iterable[VerdictIssued]) -> dict[str, VerdictIssued]:
+def delivered(verdicts: Iterable[Judged]) -> dict[str, Judged]:
     """Per request, the verdict of the answer delivered: passing first, then the higher
     score, then the earlier round."""
-    best: dict[str, VerdictIssued] = {}
+    best: dict[str, Judged] = {}
     for v in judged(verdicts):
         held = best.get(v.request_id)
         if held is None or _rank(v) > _rank(held):
@@ -77,13 +77,13 @@ def delivered(verdicts: Iterable[VerdictIssued]) -> dict[str, VerdictIssued]:
     return best
 
 
-def _rank(v: VerdictIssued) -> tuple[bool, float, int]:
+def _rank(v: Judged) -> tuple[bool, float, int]:
     return (v.passed, v.score, -v.round)
 
 
-def ratings(feedback: Iterable[FeedbackGiven]) -> dict[str, float]:
+def ratings(feedback: Iterable[Rated]) -> dict[str, float]:
     """The latest explicit rating per request."""
-    latest: dict[str, FeedbackGiven] = {}
+    latest: dict[str, Rated] = {}
     for f in feedback:
         if f.kind != "explicit" or f.rating is None:
             continue
@@ -93,9 +93,7 @@ def ratings(feedback: Iterable[FeedbackGiven]) -> dict[str, float]:
     return {rid: f.rating for rid, f in latest.items() if f.rating is not None}
 
 
-def calibrate(
-    verdicts: Sequence[VerdictIssued], feedback: Sequence[FeedbackGiven]
-) -> tuple[Calibration, ...]:
+def calibrate(verdicts: Sequence[Judged], feedback: Sequence[Rated]) -> tuple[Calibration, ...]:
     """Calibration of the combined verdict (``overall``) and of each guardian.
 
     Pass rates count every judged verdict; agreement counts the delivered verdict
@@ -106,7 +104,7 @@ def calibrate(
     return tuple(_calibration(name, all_judged, final, rated) for name in [OVERALL, *names])
 
 
-def _passed(v: VerdictIssued, guardian: str) -> bool | None:
+def _passed(v: Judged, guardian: str) -> bool | None:
     if guardian == OVERALL:
         return v.passed
     return next((s.passed for s in v.scores if s.guardian == guardian), None)
@@ -114,8 +112,8 @@ def _passed(v: VerdictIssued, guardian: str) -> bool | None:
 
 def _calibration(
     name: str,
-    all_judged: list[VerdictIssued],
-    final: dict[str, VerdictIssued],
+    all_judged: list[Judged],
+    final: dict[str, Judged],
     rated: dict[str, float],
 ) -> Calibration:
     outcomes = [p for v in all_judged if (p := _passed(v, name)) is not None]
@@ -179,9 +177,7 @@ def drift(
     )
 
 
-def scores_between(
-    verdicts: Iterable[VerdictIssued], start: datetime, end: datetime
-) -> list[float]:
+def scores_between(verdicts: Iterable[Judged], start: datetime, end: datetime) -> list[float]:
     """Guardian scores of judged verdicts in ``[start, end)``: the quality metric."""
     return [v.score for v in judged(verdicts) if start <= v.occurred_at < end]
 
@@ -204,12 +200,12 @@ class _Move:
     effect: str
 
 
-_Rated = list[tuple[VerdictIssued, bool]]
+_Rated = list[tuple[Judged, bool]]
 
 
 def propose_threshold(
-    verdicts: Sequence[VerdictIssued],
-    feedback: Sequence[FeedbackGiven],
+    verdicts: Sequence[Judged],
+    feedback: Sequence[Rated],
     config: PipelineConfig,
     now: datetime,
     rules: MetaRules = MetaRules(),
@@ -267,7 +263,7 @@ def _lower(pairs: _Rated, t: float, cal: Calibration, rules: MetaRules) -> _Move
     )
 
 
-def _score_only_fail(v: VerdictIssued) -> bool:
+def _score_only_fail(v: Judged) -> bool:
     return not v.passed and v.failure_classes == ("low_score",)
 
 
@@ -300,9 +296,7 @@ IMPLICIT_SATISFACTION = {
 """What an implicit signal says about the answer, on the rating scale."""
 
 
-def satisfaction(
-    feedback: Iterable[FeedbackGiven], start: datetime, end: datetime
-) -> dict[str, float]:
+def satisfaction(feedback: Iterable[Rated], start: datetime, end: datetime) -> dict[str, float]:
     """Per request, how satisfied its user was, from feedback given in ``[start, end)``:
     the latest explicit rating, else the latest known implicit signal."""
     explicit: dict[str, tuple[datetime, float]] = {}
@@ -326,8 +320,8 @@ def _latest(into: dict[str, tuple[datetime, float]], rid: str, at: datetime, v: 
 
 
 def accuracy_samples(
-    verdicts: Iterable[VerdictIssued],
-    feedback: Iterable[FeedbackGiven],
+    verdicts: Iterable[Judged],
+    feedback: Iterable[Rated],
     start: datetime,
     end: datetime,
 ) -> dict[str, list[float]]:
@@ -343,8 +337,8 @@ def accuracy_samples(
 
 
 def accuracy_drops(
-    verdicts: Sequence[VerdictIssued],
-    feedback: Sequence[FeedbackGiven],
+    verdicts: Sequence[Judged],
+    feedback: Sequence[Rated],
     now: datetime,
     window: timedelta,
     *,

@@ -22,6 +22,7 @@ from schemas.network_events import (
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
+    NetworkFactRecorded,
     ProposalReviewed,
     SpecialistHealth,
 )
@@ -56,6 +57,7 @@ MODELS: tuple[type[Event], ...] = (
     AlertRaised,
     SessionTurn,
     ContextProvided,
+    NetworkFactRecorded,
 )
 NAMESPACE = "guardian.events"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import Event, Millis
 
@@ -92,3 +92,36 @@ class AlertRaised(Event):
     threshold: float
     message: str = ""
     started_at: Millis
+
+
+class GuardianFlag(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    guardian: str
+    passed: bool
+
+
+class NetworkFactRecorded(Event):
+    """A verdict or feedback on the network's single-partition aggregation topic, or a
+    tick of its event time."""
+
+    fact: Literal["verdict", "feedback", "tick"]
+    source_event_id: str = ""
+    recorded_at: Millis
+    round: int = 0
+    passed: bool = False
+    score: float = 0.0
+    threshold: float = 0.0
+    failure_classes: tuple[str, ...] = ()
+    scores: tuple[GuardianFlag, ...] = ()
+    specialist: str = ""
+    model: str = ""
+    prompt_version: str = ""
+    experiment_id: str | None = None
+    proposal_id: str = ""
+    min_samples: int = 0
+    alpha: float = 0.0
+    treatment_share: float = 0.0
+    kind: str = ""
+    rating: float | None = None
+    signal: str | None = None

@@ -16,6 +16,7 @@ from schemas.network_events import (
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
+    NetworkFactRecorded,
     ProposalReviewed,
     SpecialistHealth,
 )
@@ -92,6 +93,14 @@ SESSIONS = _spec("sessions", SessionTurn, key="session_id", partitions=6)
 """The conversation log: every session's turns in one partition, in order."""
 CONTEXTS = _spec("contexts", ContextProvided, partitions=6, retention_ms=DAY_MS)
 ALERTS = _spec("alerts", AlertRaised, key="alert_id", partitions=1, retention_ms=30 * DAY_MS)
+NETWORK_FACTS = _spec(
+    "network_facts", NetworkFactRecorded, key="scope", partitions=1, retention_ms=DAY_MS
+)
+"""The facts the guardian network decides on (verdicts, feedback, ticks of event time),
+from every partition, in one partition under one constant key: one aggregator reads
+them all in one order, so the whole cluster reaches one decision."""
+NETWORK_SCOPE = "network"
+"""The key of every record on ``NETWORK_FACTS``."""
 
 ALL: tuple[TopicSpec, ...] = (
     REQUESTS,
@@ -111,6 +120,7 @@ ALL: tuple[TopicSpec, ...] = (
     ALERTS,
     SESSIONS,
     CONTEXTS,
+    NETWORK_FACTS,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL}
 BY_RECORD: dict[str, TopicSpec] = {
@@ -161,7 +171,10 @@ DONE_TABLE = TableSpec("refinement-done")
 """request_id -> a finished request's marker: its payload digest and final response."""
 SESSIONS_TABLE = TableSpec("sessions")
 """session_id -> the session's recent turns, until it has been idle a while."""
-TABLES: tuple[TableSpec, ...] = (REFINEMENT_TABLE, DONE_TABLE, SESSIONS_TABLE)
+NETWORK_TABLE = TableSpec("network")
+"""The network aggregator's state (open diagnosis windows, experiment tallies, meta-guardian
+bookkeeping) and the facts it keeps (by source event id), until their retention ends."""
+TABLES: tuple[TableSpec, ...] = (REFINEMENT_TABLE, DONE_TABLE, SESSIONS_TABLE, NETWORK_TABLE)
 
 
 def app_id_for(namespace: str = "", app_id: str = APP_ID) -> str:

@@ -31,6 +31,7 @@ from streams import (
     meta_guardian,
     monitor,
     network,
+    network_facts,
     refine,
     refine_store,
     sessions,
@@ -166,10 +167,9 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     # Every version this worker runs under stays at hand for the requests admitted with it.
     rt.remember(rt.config)
     live.listeners.append(rt.remember)
-    verdict_watch.register(
-        rt,
-        network.register(rt, live),
-        experiments.register(rt),
-        meta_guardian.register(rt),
-    )
+    verdict_watch.register(rt)
+    network.register(rt, live)
+    experiments.register(rt)
+    meta_guardian.register(rt)
+    network_facts.register(rt)
     return rt

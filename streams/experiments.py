@@ -1,7 +1,7 @@
 """A/B experiments on live traffic: an approved proposal starts one (its split goes out
-as a config version), round-1 verdicts are tallied per arm, and the significance test
-ends it with ``ExperimentConcluded`` and a config version that promotes the change or
-leaves it out."""
+as a config version); the network aggregator tallies round-1 verdicts per arm over all
+partitions, and its conclusion goes out with a config version that promotes the change
+or leaves it out."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 from agents import experiment_plan
 from agents.config import PipelineConfig
 from agents.config_values import ConfigValueError, config_changed
-from agents.experiment import ExperimentTally, arm_of, conclude, observe
 from agents.ids import stable_id
 from schemas import topics
-from schemas.network_events import ImprovementProposed, ProposalReviewed
-from schemas.request_events import VerdictIssued
+from schemas.network_events import ExperimentConcluded, ImprovementProposed, ProposalReviewed
 from streams.runtime import Runtime
 from streams.stage import Record, run
-from streams.verdict_watch import VerdictObserver
 
 _log = logging.getLogger(__name__)
 PROPOSALS_KEPT = 1000
@@ -27,13 +24,10 @@ PROPOSALS_KEPT = 1000
 @dataclass
 class Experiments:
     proposals: dict[str, ImprovementProposed] = field(default_factory=dict)
-    tallies: dict[str, ExperimentTally] = field(default_factory=dict)
-    concluded: set[str] = field(default_factory=set)
 
 
-def register(rt: Runtime) -> VerdictObserver:
-    """The stages that start experiments; returns the tally of round-1 verdicts per arm,
-    for the verdict watchers to feed."""
+def register(rt: Runtime) -> None:
+    """The stages that start experiments."""
     state = Experiments()
 
     @rt.app.agent(rt.topic(topics.PROPOSALS), name="experiment_proposals")
@@ -43,8 +37,6 @@ def register(rt: Runtime) -> VerdictObserver:
     @rt.app.agent(rt.topic(topics.REVIEWS), name="experiment_starter")
     async def start_experiments(stream: object) -> None:
         await run(rt, "experiments", stream, lambda r: on_review(rt, state, r))
-
-    return VerdictObserver("experiments", lambda v: on_verdict(rt, state, v))
 
 
 async def remember(rt: Runtime, state: Experiments, record: Record) -> None:
@@ -79,32 +71,14 @@ async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
     await _publish(rt, new, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
 
 
-async def on_verdict(rt: Runtime, state: Experiments, verdict: VerdictIssued) -> None:
-    spec = rt.config.experiment
-    arm = arm_of(verdict.variant, spec.id) if spec.id else None
-    if arm is None or verdict.round != 1 or spec.id in state.concluded:
-        return
-    tally = observe(
-        state.tallies.get(spec.id, ExperimentTally()), arm, verdict.passed, verdict.score
-    )
-    state.tallies[spec.id] = tally
-    result = conclude(
-        tally,
-        min_samples=spec.min_samples,
-        alpha=spec.alpha,
-        experiment_id=spec.id,
-        proposal_id=spec.proposal_id,
-        now=rt.clock(),
-        event_id=stable_id(spec.id, "concluded"),
-        treatment_share=spec.share,
-        config_version=rt.config.version,
-    )
-    if result is None:
-        return
-    state.concluded.add(spec.id)
-    _log.warning("experiment %s: %s (%s)", spec.id, result.decision, result.reason)
+async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
+    """The aggregator's conclusion of an experiment: sent, then the config version that
+    promotes the change or leaves it out."""
+    _log.warning("experiment %s: %s (%s)", result.experiment_id, result.decision, result.reason)
     await rt.emit(result)
-    await _publish(rt, experiment_plan.finish(rt.config, result), f"{result.decision}: {spec.id}")
+    await _publish(
+        rt, experiment_plan.finish(rt.config, result), f"{result.decision}: {result.experiment_id}"
+    )
 
 
 async def _publish(rt: Runtime, new: PipelineConfig, reason: str) -> None:

@@ -1,16 +1,17 @@
-"""The meta-guardian stage: keeps recent verdicts and user feedback; on a timer it
-proposes pass-threshold changes through the safety gate, and recommends retraining
-(an ``AlertRaised``) once per incident when the guardian score or a specialist's
-rolling accuracy falls 5% below its baseline, and on a schedule if configured."""
+"""The meta-guardian stage: user feedback is recorded as network facts; when the
+aggregator says a review is due, it proposes pass-threshold changes through the safety
+gate, and recommends retraining (an ``AlertRaised``) once per incident when the guardian
+score or a specialist's rolling accuracy falls 5% below its baseline, and on a schedule
+if configured. Its verdicts and feedback are those of all partitions."""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from agents.ids import stable_id
+from agents.judged import Judged, Rated
 from agents.meta_guardian import (
     Drift,
     MetaRules,
@@ -20,65 +21,44 @@ from agents.meta_guardian import (
     propose_threshold,
     scores_between,
 )
+from agents.network_facts import NetworkState, feedback_fact, remembered
 from schemas import topics
 from schemas.network_events import AlertRaised
-from schemas.request_events import FeedbackGiven, VerdictIssued
+from schemas.request_events import FeedbackGiven
+from streams.facts_topic import send_fact
 from streams.runtime import Runtime
 from streams.stage import Record, run
-from streams.verdict_watch import VerdictObserver
 
 _log = logging.getLogger(__name__)
-KEPT = 5000
 
 
-@dataclass
-class Observations:
-    verdicts: deque[VerdictIssued] = field(default_factory=lambda: deque(maxlen=KEPT))
-    feedback: deque[FeedbackGiven] = field(default_factory=lambda: deque(maxlen=KEPT))
-    proposed: set[str] = field(default_factory=set)
-    alerted: set[str] = field(default_factory=set)
-
-
-def register(rt: Runtime) -> VerdictObserver:
-    """The feedback stage and the timers; returns the keeper of recent verdicts, for the
-    verdict watchers to feed."""
-    seen = Observations()
-    n = rt.settings.network
+def register(rt: Runtime) -> None:
+    """The feedback stage: every feedback becomes a fact for the aggregator."""
 
     @rt.app.agent(rt.topic(topics.FEEDBACK), name="meta_feedback")
     async def keep_feedback(stream: object) -> None:
-        await run(rt, "meta_guardian", stream, lambda r: _keep_feedback(rt, seen, r))
-
-    @rt.app.timer(interval=n.meta_interval_s)  # type: ignore[untyped-decorator]
-    async def calibrate() -> None:
-        await review_calibration(rt, seen)
-
-    if n.retrain_every_s > 0:
-
-        @rt.app.timer(interval=n.retrain_every_s)  # type: ignore[untyped-decorator]
-        async def scheduled() -> None:
-            await scheduled_recommendation(rt, seen)
-
-    return VerdictObserver("meta_guardian", lambda v: _keep_verdict(seen, v))
+        await run(rt, "meta_guardian", stream, lambda r: _record_feedback(rt, r))
 
 
-async def _keep_verdict(seen: Observations, verdict: VerdictIssued) -> None:
-    seen.verdicts.append(verdict)
+async def _record_feedback(rt: Runtime, record: Record) -> None:
+    feedback = rt.codec.decode(record.value, FeedbackGiven)
+    await send_fact(rt, feedback_fact(feedback, rt.clock()))
 
 
-async def _keep_feedback(rt: Runtime, seen: Observations, record: Record) -> None:
-    seen.feedback.append(rt.codec.decode(record.value, FeedbackGiven))
-
-
-async def review_calibration(rt: Runtime, seen: Observations) -> None:
-    n = rt.settings.network
-    rules = MetaRules(min_rated=n.meta_min_rated)
-    now = rt.clock()
-    for proposal in propose_threshold(
-        list(seen.verdicts), list(seen.feedback), rt.config, now, rules
-    ):
-        if proposal.proposal_id not in seen.proposed:
-            seen.proposed.add(proposal.proposal_id)
+async def review(
+    rt: Runtime,
+    state: NetworkState,
+    verdicts: Sequence[Judged],
+    feedback: Sequence[Rated],
+    now: datetime,
+) -> NetworkState:
+    """Propose a threshold change (once per proposal) and recommend retraining (once per
+    incident); returns the state that remembers both."""
+    rules = MetaRules(min_rated=rt.settings.network.meta_min_rated)
+    made = []
+    for proposal in propose_threshold(verdicts, feedback, rt.config, now, rules):
+        if proposal.proposal_id not in state.proposed:
+            made.append(proposal.proposal_id)
             _log.warning(
                 "meta-guardian proposes %s=%s: %s",
                 proposal.key,
@@ -86,17 +66,22 @@ async def review_calibration(rt: Runtime, seen: Observations) -> None:
                 proposal.rationale,
             )
             await rt.emit(proposal)
-    await _quality(rt, seen)
+    alerting = await _quality(rt, set(state.alerted), verdicts, feedback, now)
+    return remembered(state, made, alerting)
 
 
-async def _quality(rt: Runtime, seen: Observations) -> None:
+async def _quality(
+    rt: Runtime,
+    alerted: set[str],
+    verdicts: Sequence[Judged],
+    feedback: Sequence[Rated],
+    now: datetime,
+) -> set[str]:
     """Recommend retraining once per incident when a quality metric of the last window
     is 5% below the window before: the guardian score overall, and each specialist's
-    accuracy as users rated it."""
+    accuracy as users rated it. Returns the metrics alerting now."""
     n = rt.settings.network
     window = timedelta(seconds=n.drift_window_s)
-    now = rt.clock()
-    verdicts, feedback = list(seen.verdicts), list(seen.feedback)
     score = drift(
         "guardian.score",
         scores_between(verdicts, now - 2 * window, now - window),
@@ -105,19 +90,18 @@ async def _quality(rt: Runtime, seen: Observations) -> None:
     )
     drops = accuracy_drops(verdicts, feedback, now, window, min_samples=n.drift_min_samples)
     degraded = {d.metric: d for d in [score, *drops] if d.degraded}
-    seen.alerted &= set(degraded)  # a recovered metric may alert again later
     for metric, found in degraded.items():
-        if metric not in seen.alerted:
-            seen.alerted.add(metric)
-            await rt.emit(_recommendation(rt, found, now - window))
+        if metric not in alerted:  # a recovered metric may alert again later
+            await rt.emit(_recommendation(rt, found, now - window, now))
+    return set(degraded)
 
 
-def _recommendation(rt: Runtime, found: Drift, started: datetime) -> AlertRaised:
+def _recommendation(rt: Runtime, found: Drift, started: datetime, now: datetime) -> AlertRaised:
     alert_id = stable_id("retraining_recommended", found.metric, started.isoformat())
     return AlertRaised(
         event_id=stable_id(alert_id, "firing"),
         request_id=alert_id,
-        occurred_at=rt.clock(),
+        occurred_at=now,
         config_version=rt.config.version,
         alert_id=alert_id,
         rule="retraining_recommended",
@@ -135,11 +119,12 @@ def _recommendation(rt: Runtime, found: Drift, started: datetime) -> AlertRaised
     )
 
 
-async def scheduled_recommendation(rt: Runtime, seen: Observations) -> None:
+async def scheduled_recommendation(
+    rt: Runtime, verdicts: Sequence[Judged], feedback: Sequence[Rated], now: datetime
+) -> None:
     """The periodic recommendation, whatever the metrics say, with the current accuracy."""
     window = timedelta(seconds=rt.settings.network.drift_window_s)
-    now = rt.clock()
-    samples = accuracy_samples(list(seen.verdicts), list(seen.feedback), now - window, now)
+    samples = accuracy_samples(verdicts, feedback, now - window, now)
     summary = ", ".join(f"{k} {sum(v) / len(v):.2f} ({len(v)})" for k, v in samples.items())
     alert_id = stable_id("retraining_scheduled", now.isoformat())
     await rt.emit(

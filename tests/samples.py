@@ -24,6 +24,7 @@ _PER_RECORD: dict[tuple[str, str], Any] = {
     ("SpecialistAnswered", "status"): "failed",
     ("ResponseDelivered", "status"): "passed",
     ("FeedbackGiven", "kind"): "explicit",
+    ("NetworkFactRecorded", "fact"): "verdict",
     ("ImprovementProposed", "kind"): "temperature",
     ("SpecialistHealth", "state"): "degraded",
     ("AlertRaised", "state"): "firing",

@@ -9,13 +9,15 @@ import pytest
 
 from agents.diagnosis import (
     MAX_EXAMPLES,
-    RECENT_IDS,
+    MAX_LATENESS,
     DiagnosisWindow,
+    closed,
     diagnose,
     failure_classes,
     next_window,
     observe,
     open_window,
+    window_at,
 )
 from schemas.codec import Codec
 from schemas.network_events import FailureDiagnosed
@@ -138,22 +140,27 @@ def test_one_verdict_counts_once_per_class_and_every_class_is_diagnosed() -> Non
     ]
 
 
-def test_redelivered_verdicts_and_treatment_arms_and_strays_are_not_counted() -> None:
-    v = verdict(1, "format")
-    window = window_of([v, v, v])
+def test_treatment_arms_and_strays_are_not_counted() -> None:
+    window = window_of([verdict(1, "format"), verdict(6, "format")])
     window = observe(window, verdict(2, "format", variant="treatment:exp-1"))
     window = observe(window, verdict(3, "format", occurred_at=T0 + FIVE_MIN))
     window = observe(window, verdict(4, "format", occurred_at=T0 - timedelta(seconds=1)))
     window = observe(window, verdict(5, "format", variant="control"))
-    assert [g.total for g in window.groups] == [2]
+    assert [g.total for g in window.groups] == [3]
 
 
-def test_redelivery_memory_is_bounded() -> None:
-    window = open_window(T0, timedelta(days=1))
-    for i in range(RECENT_IDS + 10):
-        window = observe(window, verdict(i))
-    assert len(window.recent_ids) == RECENT_IDS
-    assert window.groups[0].total == RECENT_IDS + 10
+def test_windows_are_aligned_to_the_epoch_and_close_after_their_lateness() -> None:
+    at = datetime(2026, 3, 1, 12, 7, 31, tzinfo=UTC)
+    window = window_at(at, FIVE_MIN)
+    assert (window.start, window.end) == (
+        at.replace(minute=5, second=0),
+        at.replace(minute=10, second=0),
+    )
+    assert window_at(window.start, FIVE_MIN) == window
+    assert not closed(window, window.end + MAX_LATENESS - timedelta(milliseconds=1))
+    assert closed(window, window.end + MAX_LATENESS)
+    short = window_at(at, timedelta(seconds=2))
+    assert closed(short, short.end + timedelta(seconds=2)), "lateness is at most the length"
 
 
 def test_examples_are_distinct_requests() -> None:

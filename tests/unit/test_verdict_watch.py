@@ -1,154 +1,119 @@
-"""The verdict watchers on a recording runtime: each verdict is decoded once and reaches
-every observer in order; one observer's failure is its own dead letter and the others
-still observe; the diagnostician leaves history older than its window alone."""
+"""The verdict watchers on a recording runtime: each verdict becomes one compact fact on
+the network's topic, keyed by the one constant scope, with the experiment terms of the
+config version it was decided under; an undecodable verdict reaches no fact."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from agents.config import PipelineConfig
+from agents.config import ExperimentPolicy, PipelineConfig
 from schemas.codec import Codec
-from schemas.envelope import Event
 from schemas.errors import DecodeError
-from schemas.network_events import FailureDiagnosed
-from schemas.request_events import DeadLettered, VerdictIssued
-from streams import network
-from streams.metrics import Metrics
+from schemas.network_events import NetworkFactRecorded
+from schemas.request_events import GuardianScore, VerdictIssued
+from schemas.topics import NETWORK_SCOPE
 from streams.settings import AppSettings
 from streams.stage import Record
-from streams.verdict_watch import VerdictObserver, watch
+from streams.verdict_watch import watch
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-E = TypeVar("E", bound=Event)
 
 
-class CountingCodec(Codec):
-    """The real codec, counting the decodes."""
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
 
-    decodes = 0
+    async def send(self, topic: str, key: bytes, value: bytes, *_: object) -> Any:
+        self.sent.append((topic, key, value))
 
-    def decode(self, data: bytes, model: type[E]) -> E:
-        self.decodes += 1
-        return super().decode(data, model)
+        async def acked() -> None:
+            return None
+
+        return acked()
+
+
+class App:
+    def __init__(self) -> None:
+        self.producer = Producer()
 
 
 class RecordingRuntime:
-    """The parts of ``streams.runtime.Runtime`` the watchers use; sent events are kept."""
+    """The parts of ``streams.runtime.Runtime`` the watchers use."""
 
-    def __init__(self) -> None:
+    def __init__(self, *configs: PipelineConfig) -> None:
         self.settings = AppSettings()
-        self.codec = CountingCodec()
-        self.config = PipelineConfig(version=1)
-        self.metrics = Metrics()
-        self.sent: list[Event] = []
-        self.headers: list[dict[str, bytes] | None] = []
+        self.codec = Codec()
+        self.app = App()
+        self.configs = {c.version: c for c in configs}
 
     def clock(self) -> datetime:
         return NOW
 
-    async def emit(self, event: Event, *, headers: dict[str, bytes] | None = None) -> None:
-        self.sent.append(event)
-        self.headers.append(headers)
+    def config_at(self, version: int) -> PipelineConfig:
+        return self.configs[version]
 
 
-def verdict(n: int, at: datetime = NOW, *, passed: bool = True) -> VerdictIssued:
+def verdict(variant: str | None = None, version: int = 1) -> VerdictIssued:
     return VerdictIssued(
-        event_id=f"v-{n}",
-        request_id=f"req-{n}",
-        occurred_at=at,
-        config_version=1,
-        task_id=f"req-{n}/main/1",
+        event_id="v-1",
+        request_id="req-1",
+        occurred_at=NOW,
+        config_version=version,
+        variant=variant,
+        task_id="req-1/main/1",
         round=1,
-        answer_event_id=f"a-{n}",
-        passed=passed,
-        score=0.9 if passed else 0.3,
+        answer_event_id="a-1",
+        passed=False,
+        score=0.3,
         threshold=0.7,
-        failure_classes=() if passed else ("format",),
+        scores=(GuardianScore(guardian="format", score=0.0, passed=False, detail="prose"),),
+        failure_classes=("format",),
         specialist="general",
-        deployment="d",
         model="m",
+        content="a long answer the facts do not carry",
     )
 
 
-def record_of(rt: RecordingRuntime, value: VerdictIssued | bytes) -> Record:
-    data = value if isinstance(value, bytes) else rt.codec.encode(value)
-    return Record("ns.guardian.verdicts.v1", 2, 41, b"req-1", data)
+def record_of(value: bytes) -> Record:
+    return Record("ns.guardian.verdicts.v1", 2, 41, b"req-1", value)
 
 
-def keeping(name: str, seen: list[tuple[str, str]]) -> VerdictObserver:
-    async def observe(v: VerdictIssued) -> None:
-        seen.append((name, v.event_id))
-
-    return VerdictObserver(name, observe)
+def facts(rt: Any) -> list[NetworkFactRecorded]:
+    return [rt.codec.decode(v, NetworkFactRecorded) for _, _, v in rt.app.producer.sent]
 
 
-def failing(name: str) -> VerdictObserver:
-    async def observe(_v: VerdictIssued) -> None:
-        raise RuntimeError("observer broke")
-
-    return VerdictObserver(name, observe)
-
-
-def events(rt: RecordingRuntime, stage: str, outcome: str) -> float:
-    labels = {"stage": stage, "outcome": outcome}
-    return rt.metrics.registry.get_sample_value("guardian_stage_events_total", labels) or 0.0
-
-
-def errors(rt: RecordingRuntime, stage: str, error_class: str) -> float:
-    labels = {"stage": stage, "error_class": error_class}
-    return rt.metrics.registry.get_sample_value("guardian_stage_errors_total", labels) or 0.0
+async def test_a_verdict_becomes_one_compact_fact_under_the_constant_key() -> None:
+    rt: Any = RecordingRuntime(PipelineConfig(version=1))
+    await watch(rt, record_of(rt.codec.encode(verdict())))
+    ((topic, key, _),) = rt.app.producer.sent
+    assert topic == "guardian.network_facts.v1"
+    assert key == NETWORK_SCOPE.encode()
+    (fact,) = facts(rt)
+    assert (fact.fact, fact.source_event_id, fact.request_id) == ("verdict", "v-1", "req-1")
+    assert fact.failure_classes == ("format",)
+    assert [(s.guardian, s.passed) for s in fact.scores] == [("format", False)]
+    assert fact.experiment_id is None
+    assert "content" not in NetworkFactRecorded.model_fields
 
 
-async def test_each_verdict_is_decoded_once_and_observed_in_order() -> None:
-    rt: Any = RecordingRuntime()
-    seen: list[tuple[str, str]] = []
-    observers = [keeping(name, seen) for name in ("first", "second", "third")]
-    await watch(rt, observers, record_of(rt, verdict(1)))
-    assert seen == [("first", "v-1"), ("second", "v-1"), ("third", "v-1")]
-    assert rt.codec.decodes == 1
-    assert events(rt, "second", "ok") == 1
-    assert rt.sent == []
+async def test_an_arm_verdict_carries_the_terms_of_its_config_version() -> None:
+    spec = ExperimentPolicy(id="exp-1", proposal_id="p-1", share=0.4, min_samples=10)
+    rt: Any = RecordingRuntime(
+        PipelineConfig(version=1), PipelineConfig(version=2, experiment=spec)
+    )
+    await watch(rt, record_of(rt.codec.encode(verdict("treatment:exp-1", version=2))))
+    await watch(rt, record_of(rt.codec.encode(verdict("control", version=1))))
+    arm, stale = facts(rt)
+    assert (arm.experiment_id, arm.proposal_id, arm.min_samples) == ("exp-1", "p-1", 10)
+    assert arm.treatment_share == pytest.approx(0.4)
+    assert stale.experiment_id is None, "version 1 ran no experiment"
 
 
-async def test_a_failing_observer_is_its_own_dead_letter_and_the_others_still_observe() -> None:
-    rt: Any = RecordingRuntime()
-    seen: list[tuple[str, str]] = []
-    observers = [keeping("first", seen), failing("broken"), keeping("third", seen)]
-    await watch(rt, observers, record_of(rt, verdict(1)))
-    assert seen == [("first", "v-1"), ("third", "v-1")]
-    assert errors(rt, "broken", "RuntimeError") == 1
-    assert events(rt, "broken", "dead_letter") == 1
-    assert events(rt, "third", "ok") == 1
-    (letter,) = rt.sent
-    assert isinstance(letter, DeadLettered)
-    assert (letter.stage, letter.source_offset) == ("broken", 41)
-    assert rt.headers[0]["stage"] == b"broken"
-
-
-async def test_an_undecodable_verdict_fails_the_watchers_stage_and_reaches_no_observer() -> None:
-    rt: Any = RecordingRuntime()
-    seen: list[tuple[str, str]] = []
-    # Raised to the watchers' own stage loop, which dead-letters it once, as STAGE.
-    with pytest.raises(DecodeError):
-        await watch(rt, [keeping("first", seen)], record_of(rt, b"junk"))
-    assert seen == []
-    assert rt.sent == []
-
-
-async def test_the_diagnostician_leaves_history_older_than_its_window_alone() -> None:
-    rt: Any = RecordingRuntime()
-    diag = network.Diagnostician()
-    window = timedelta(seconds=rt.settings.network.diagnosis_window_s)
-    # A replay from the earliest offset: failures spread over the windows of a day ago.
-    for n in range(40):
-        at = NOW - timedelta(days=1) + n * window / 4
-        await network.on_verdict(rt, diag, verdict(n, at, passed=False))
-    assert diag.window is None
-    assert not any(isinstance(e, FailureDiagnosed) for e in rt.sent)
-    await network.on_verdict(rt, diag, verdict(99, NOW - window / 2, passed=False))
-    assert diag.window is not None
-    assert diag.window.start == NOW - window / 2
-    assert [g.total for g in diag.window.groups] == [1]
+async def test_an_undecodable_verdict_records_no_fact() -> None:
+    rt: Any = RecordingRuntime(PipelineConfig(version=1))
+    with pytest.raises(DecodeError):  # the watchers' stage loop dead-letters it
+        await watch(rt, record_of(b"junk"))
+    assert rt.app.producer.sent == []
