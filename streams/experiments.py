@@ -72,13 +72,14 @@ async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
 
 
 async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
-    """The aggregator's conclusion of an experiment: sent, then the config version that
-    promotes the change or leaves it out."""
+    """The aggregator's conclusion of an experiment: the config version that promotes the
+    change or leaves it out, then the conclusion (whoever reads it finds the config
+    already changed)."""
     _log.warning("experiment %s: %s (%s)", result.experiment_id, result.decision, result.reason)
-    await rt.emit(result)
     await _publish(
         rt, experiment_plan.finish(rt.config, result), f"{result.decision}: {result.experiment_id}"
     )
+    await rt.emit(result)
 
 
 async def _publish(rt: Runtime, new: PipelineConfig, reason: str) -> None:
