@@ -14,6 +14,7 @@ from connectors.client import GuardianClient
 from schemas.request_events import ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
+from streams.cli_chaos import add_chaos_command
 from streams.cli_config import add_config_commands
 from streams.cli_errors import read_prompt, run_reporting
 from streams.cli_replay import add_replay_commands
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_broker_commands(sub)
     add_bench_command(sub)
+    add_chaos_command(sub)
     add_replay_commands(sub)
     add_config_commands(sub)
     _add_pipeline_commands(sub)

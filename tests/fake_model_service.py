@@ -90,6 +90,8 @@ class FakeModelService:
     def __init__(self, *replies: Reply) -> None:
         self._replies: list[Reply] = list(replies) or [completion()]
         self._served = 0
+        self.calls = 0
+        """Every chat request received, counted on arrival (answered or not)."""
         self.received: list[Received] = []
         self._release = asyncio.Event()
         app = web.Application()
@@ -122,6 +124,7 @@ class FakeModelService:
         return reply
 
     async def _chat(self, request: web.Request) -> web.Response:
+        self.calls += 1
         body = await request.json()
         self.received.append(Received(body, dict(request.headers), time.monotonic()))
         reply = self._next()
