@@ -83,12 +83,16 @@ async def test_failing_answers_lead_to_a_reviewed_proposal(
             GUARDIAN_MODEL_BACKEND="scripted",
             GUARDIAN_MODEL_SCRIPT_PATH=str(script),
             GUARDIAN_REFINE_MAX_ROUNDS="1",
-            GUARDIAN_NETWORK_DIAGNOSIS_WINDOW_S="2",
+            GUARDIAN_NETWORK_DIAGNOSIS_WINDOW_S="4",
         )
         await wait_ready(p)
+        # Windows are aligned to the epoch: the burst starts as one opens, so it fits in it.
+        await asyncio.sleep(4 - time.time() % 4)
         async with GuardianClient(p.kafka) as client:
-            for i in range(8):  # JSON asked for, prose given: a format failure each time
-                await client.ask(f"[[script:j{i}]] {question}", answer_format="json")
+            # JSON asked for, prose given: a format failure each time.
+            await asyncio.gather(
+                *(client.ask(f"[[script:j{i}]] {question}", answer_format="json") for i in range(8))
+            )
         diagnoses = await read_until(
             p,
             topics.DIAGNOSES,
