@@ -3,10 +3,14 @@ carried on the broker URL."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from faust.transport.drivers import by_url
+from faust.types import TP
+from intervaltree import IntervalTree  # type: ignore[import-untyped]
 from yarl import URL
 
 from streams import transport
@@ -48,3 +52,40 @@ def test_the_app_uses_the_consumer_the_settings_name(
     app = create_app(settings)
     assert {u.scheme for u in app.conf.broker} == {scheme}
     assert app.conf.broker_commit_interval == settings.worker.commit_interval_s
+
+
+def consumer_with(committed: int | None, acked: list[int]) -> transport.SameLoopConsumer:
+    """The commit bookkeeping of a consumer, without starting one."""
+    consumer = object.__new__(transport.SameLoopConsumer)
+    consumer._committed_offset = defaultdict(lambda: None, {TP_: committed})
+    consumer._acked = defaultdict(list, {TP_: list(acked)})
+    consumer._acked_index = defaultdict(set, {TP_: set(acked)})
+    consumer._gap = defaultdict(IntervalTree)
+    return consumer
+
+
+TP_ = TP("guardian.tasks.v1", 0)
+
+
+@pytest.mark.parametrize(
+    ("committed", "acked", "expected"),
+    [
+        (10, [11], None),  # the record at the committed offset is still in hand
+        (10, [11, 12, 13], None),
+        (10, [10, 11], 12),
+        (10, [10, 12], 11),  # up to the first hole
+        (0, [1], None),
+        (0, [0, 1, 2], 3),
+        (None, [5, 6], 7),  # nothing committed yet: the first run
+    ],
+)
+def test_a_commit_never_passes_the_record_at_the_committed_offset(
+    committed: int | None, acked: list[int], expected: int | None
+) -> None:
+    assert consumer_with(committed, acked)._new_offset(TP_) == expected
+
+
+def test_the_producer_is_idempotent() -> None:
+    producer = object.__new__(transport.IdempotentProducer)
+    producer.app = SimpleNamespace(in_transaction=False)  # type: ignore[assignment]
+    assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
