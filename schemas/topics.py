@@ -86,6 +86,16 @@ PROPOSALS = _spec("proposals", ImprovementProposed, key="proposal_id", partition
 REVIEWS = _spec("reviews", ProposalReviewed, key="proposal_id", partitions=1)
 EXPERIMENTS = _spec("experiments", ExperimentConcluded, key="experiment_id", partitions=1)
 CONFIG = _spec("config", ConfigChanged, key="scope", partitions=1, cleanup_policy="compact")
+"""The current view: compacted to the latest version, which names its place in the history."""
+CONFIG_HISTORY = _spec(
+    "config_history", ConfigChanged, key="version", partitions=1, retention_ms=-1
+)
+"""Every config version ever proposed, kept forever (never compacted: of two proposals
+for one version the first wins, and compaction would keep the last)."""
+CONFIG_TOPICS: tuple[TopicSpec, ...] = (CONFIG_HISTORY, CONFIG)
+"""The config topics, provisioned by whoever touches the configuration first. The
+history is not in ``ALL``: it carries the same record as the current view, and ``ALL``
+holds one topic per record."""
 SPECIALIST_HEALTH = _spec(
     "specialist_health", SpecialistHealth, key="deployment", partitions=1, cleanup_policy="compact"
 )

@@ -6,14 +6,22 @@ or leaves it out."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agents import experiment_plan
 from agents.config import PipelineConfig
-from agents.config_values import ConfigValueError, config_changed
+from agents.config_values import ConfigValueError, config_changed, config_of
 from agents.ids import stable_id
+from connectors.config_log import ConfigConflictError, publish_change
 from schemas import topics
-from schemas.network_events import ExperimentConcluded, ImprovementProposed, ProposalReviewed
+from schemas.network_events import (
+    ConfigChanged,
+    ExperimentConcluded,
+    ImprovementProposed,
+    ProposalReviewed,
+)
+from streams.live_config import first_version
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
@@ -56,19 +64,20 @@ async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
         return
     n = rt.settings.network
     experiment_id = stable_id(proposal.proposal_id, "experiment")
-    try:
-        new = experiment_plan.start(
-            rt.config,
+
+    def start(config: PipelineConfig) -> PipelineConfig | None:
+        if experiment_plan.running(config):  # another writer started one first
+            return None
+        return experiment_plan.start(
+            config,
             proposal,
             experiment_id,
             share=n.experiment_share,
             min_samples=n.experiment_min_samples,
             alpha=n.experiment_alpha,
         )
-    except ConfigValueError as exc:
-        _log.error("proposal %s cannot run: %s", proposal.proposal_id, exc)
-        return
-    await _publish(rt, new, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
+
+    await _publish(rt, start, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
 
 
 async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
@@ -77,18 +86,46 @@ async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
     already changed)."""
     _log.warning("experiment %s: %s (%s)", result.experiment_id, result.decision, result.reason)
     await _publish(
-        rt, experiment_plan.finish(rt.config, result), f"{result.decision}: {result.experiment_id}"
+        rt,
+        lambda config: (
+            experiment_plan.finish(config, result)
+            if config.experiment.id == result.experiment_id
+            else None
+        ),
+        f"{result.decision}: {result.experiment_id}",
     )
     await rt.emit(result)
 
 
-async def _publish(rt: Runtime, new: PipelineConfig, reason: str) -> None:
-    event = config_changed(
-        rt.config,
-        new,
-        changed_by="experiments",
-        reason=reason,
-        now=rt.clock(),
-        event_id=stable_id(rt.config.version, reason),
-    )
-    await rt.emit(event)
+async def _publish(
+    rt: Runtime, change: Callable[[PipelineConfig], PipelineConfig | None], reason: str
+) -> None:
+    """Publish ``change`` of the latest version; when another writer takes that version
+    first, the change is derived again on top of it, or dropped with a warning when
+    it no longer applies."""
+
+    def derive(latest: ConfigChanged) -> ConfigChanged | None:
+        try:
+            previous = config_of(latest)
+            new = change(previous)
+        except ConfigValueError as exc:
+            _log.error("%s cannot run on config version %d: %s", reason, latest.version, exc)
+            return None
+        if new is None:
+            return None
+        return config_changed(
+            previous,
+            new,
+            changed_by="experiments",
+            reason=reason,
+            now=rt.clock(),
+            event_id=stable_id(previous.version, reason),
+        )
+
+    try:
+        event = await publish_change(rt.settings.kafka, derive, first_version(rt))
+    except ConfigConflictError as exc:
+        _log.warning("%s dropped: %s", reason, exc)
+        return
+    if event is None:
+        _log.warning("%s dropped: the latest config version no longer allows it", reason)
