@@ -15,7 +15,10 @@ rule (``agents.config_history``), so all agree which proposal won; a losing reco
 stays in the history, ignored by everyone. Only the winner writes the current view.
 The history is not compacted because compaction keeps the *last* record of a key,
 which would hand a version to the loser; with one partition and no compaction the
-log order every reader sees never changes.
+log order every reader sees never changes. A single writer consuming a requests
+topic would serialise writes too, but every ``config set`` would then wait on a
+running worker, and a deposed owner could still write until fenced; first-writer-wins
+needs neither.
 
 A loser re-derives its change on top of the winner (``publish_change``) and tries
 again, or gives up with ``ConfigConflictError`` after a few attempts. The current
