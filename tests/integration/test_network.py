@@ -69,8 +69,8 @@ async def test_a_config_change_applies_without_a_restart(
         history = await read_config_history(p.kafka)
     assert r.config_version == 1, "a new request was decided under the new version"
     assert next(v.threshold for v in verdicts if v.config_version == 1) == pytest.approx(0.99)
-    assert [e.version for e in history] == [1]
-    assert history[0].changed_keys == ("guardian.pass_threshold",)
+    assert [e.version for e in history] == [0, 1], "version 0 is the worker's first start"
+    assert history[1].changed_keys == ("guardian.pass_threshold",)
 
 
 async def test_failing_answers_lead_to_a_reviewed_proposal(
@@ -193,7 +193,7 @@ async def test_an_approved_proposal_runs_as_an_experiment_and_is_promoted(
     assert result.treatment_passes > result.control_passes
     arms = {v.variant for v in verdicts if v.variant}
     assert arms == {"control", f"treatment:{experiment_id}"}
-    assert [e.changed_by for e in history] == ["experiments", "experiments"]
+    assert [e.changed_by for e in history] == ["worker", "experiments", "experiments"]
     promoted = config_of(history[-1])
     assert promoted.guardian.min_alignment == pytest.approx(0.25)
     assert promoted.experiment.id == ""
