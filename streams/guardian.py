@@ -13,6 +13,8 @@ from streams.stage import Record, run
 
 
 def register(rt: Runtime) -> None:
+    if rt.settings.worker.guardian_inline:
+        return  # the specialist stage scores each answer as it emits it
     source = rt.topic(topics.ANSWERS)
 
     @rt.app.agent(

@@ -40,6 +40,9 @@ class WorkerSettings(BaseSettings):
     partitions: int = Field(default=6, ge=1)
     specialist_concurrency: int = Field(default=8, ge=1)
     guardian_concurrency: int = Field(default=2, ge=1)
+    guardian_inline: bool = True
+    """Score each answer in the specialist stage that produced it (answer and verdict are
+    both emitted); false runs the guardians as their own stage on the answers topic."""
     web_port: int = Field(default=6066, ge=0)
     web_enabled: bool = False
     data_dir: Path = Path(".run/worker")

@@ -29,7 +29,7 @@ from agents.specialist import answered
 from connectors.resilient import ChainOutcome
 from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
 from schemas.topics import TopicSpec
-from streams import answer_store, background
+from streams import answer_store, background, guardian
 from streams.answer_store import AnswerStore
 from streams.lanes import LANES, InOrderAcks, SlotPool, lane_slot
 from streams.runtime import Runtime
@@ -99,7 +99,7 @@ async def handle(
         await asyncio.wait({first})
     found = answering.store.lookup(task)
     if found is not None:
-        await rt.emit(found)
+        await deliver(rt, found)
         return
     calling = answering.calling[task.event_id] = asyncio.get_running_loop().create_future()
     try:
@@ -109,7 +109,15 @@ async def handle(
         calling.set_result(None)
         if answering.calling.get(task.event_id) is calling:
             del answering.calling[task.event_id]
-    await rt.emit(result)
+    await deliver(rt, result)
+
+
+async def deliver(rt: Runtime, answer: SpecialistAnswered) -> None:
+    """Emit the answer; with the guardians inline, its verdict right after it (the
+    guardian stage then does not run, saving a hop per answer)."""
+    await rt.emit(answer)
+    if rt.settings.worker.guardian_inline:
+        await rt.emit(await guardian.score(rt, answer))
 
 
 async def answer(rt: Runtime, task: TaskAssigned) -> SpecialistAnswered:
