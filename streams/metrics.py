@@ -142,6 +142,12 @@ class Metrics:
             registry=r,
         )
         self._table_metrics(r)
+        self.passed_over = Counter(
+            "guardian_consumer_passed_over_total",
+            "Records the consumer passed over in a rebalance and read again, by topic.",
+            ["topic"],
+            registry=r,
+        )
         self.task_errors = Counter(
             "guardian_worker_task_errors_total",
             "Background tasks (timers, followers) that raised and were restarted.",

@@ -10,14 +10,34 @@ from aiokafka.errors import IllegalStateError
 
 from streams import background
 from streams.runtime import Runtime
+from streams.transport import SameLoopConsumer
 
 _log = logging.getLogger(__name__)
+
+
+PASSED_OVER_CHECK_S = 2.0
 
 
 def register(rt: Runtime) -> None:
     @background.timer(rt, rt.settings.worker.lag_interval_s, "lag_timer")
     async def lag_timer() -> None:
         await record_lag(rt)
+
+    @background.timer(rt, PASSED_OVER_CHECK_S, "passed_over_check")
+    async def passed_over_check() -> None:
+        await read_passed_over_again(rt)
+
+
+async def read_passed_over_again(rt: Runtime) -> int:
+    """Read again from any record the consumer passed over (see
+    ``SameLoopConsumer.passed_over``); how many partitions were sought back."""
+    consumer = rt.app.consumer
+    if not isinstance(consumer, SameLoopConsumer):
+        return 0
+    found = await consumer.read_again()
+    for tp in found:
+        rt.metrics.passed_over.labels(tp.topic).inc()
+    return len(found)
 
 
 async def record_lag(rt: Runtime) -> dict[str, int]:

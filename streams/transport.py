@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from yarl import URL
 
+_log = logging.getLogger(__name__)
 SCHEME = "guardian-kafka"
 DEFAULT_FETCH_WAIT_MS = 20
 FETCH_WAIT = "fetch_max_wait_ms"
@@ -105,6 +107,36 @@ class SameLoopConsumer(driver.Consumer):
             return None
         result: int | None = super()._new_offset(tp)
         return result
+
+    def passed_over(self) -> dict[TP, int]:
+        """Partitions whose record at the committed offset was never handed to a stage
+        although later ones were, by partition: the offset to read again from.
+
+        faust drops a record whose offset is below the partition's read offset; a
+        batch fetched before a rebalance and handed out after it can move that offset
+        past records the new assignment then fetches. Such a record is neither acked
+        nor in hand, and (see ``_new_offset``) holds the partition's commits back.
+        """
+        in_hand = {(m.tp, m.offset) for m in list(self._unacked_messages)}
+        found: dict[TP, int] = {}
+        for tp, acked in list(self._acked.items()):
+            committed = self._committed_offset[tp]
+            if committed is None or not acked or committed in self._acked_index[tp]:
+                continue
+            if (tp, committed) not in in_hand and min(acked) > committed:
+                found[tp] = committed
+        return found
+
+    async def read_again(self) -> dict[TP, int]:
+        """Seek every partition that passed a record over back to it (the records after
+        it come again too; the stages recognise them)."""
+        found = self.passed_over()
+        for tp, offset in found.items():
+            _log.warning(
+                "%s: record at offset %d was passed over; reading again from it", tp, offset
+            )
+            await self.seek(tp, offset)
+        return found
 
 
 class IdempotentProducer(driver.Producer):

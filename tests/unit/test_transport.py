@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pytest
 from faust.transport.drivers import by_url
@@ -61,10 +62,18 @@ def consumer_with(committed: int | None, acked: list[int]) -> transport.SameLoop
     consumer._acked = defaultdict(list, {TP_: list(acked)})
     consumer._acked_index = defaultdict(set, {TP_: set(acked)})
     consumer._gap = defaultdict(IntervalTree)
+    consumer._unacked_messages = set()
     return consumer
 
 
 TP_ = TP("guardian.tasks.v1", 0)
+
+
+class InHand(NamedTuple):
+    """A message a stage holds: what the consumer tracks of it."""
+
+    tp: TP
+    offset: int
 
 
 @pytest.mark.parametrize(
@@ -89,3 +98,21 @@ def test_the_producer_is_idempotent() -> None:
     producer = object.__new__(transport.IdempotentProducer)
     producer.app = SimpleNamespace(in_transaction=False)  # type: ignore[assignment]
     assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
+
+
+@pytest.mark.parametrize(
+    ("committed", "acked", "in_hand", "expected"),
+    [
+        (10, [11, 12], [], {TP_: 10}),  # 10 was dropped: read again from it
+        (10, [11, 12], [10], {}),  # 10 is with a stage: nothing was passed over
+        (10, [10, 11], [], {}),
+        (10, [], [], {}),
+        (None, [3, 4], [], {}),
+    ],
+)
+def test_a_record_passed_over_is_found(
+    committed: int | None, acked: list[int], in_hand: list[int], expected: dict[TP, int]
+) -> None:
+    consumer = consumer_with(committed, acked)
+    consumer._unacked_messages = {InHand(TP_, o) for o in in_hand}  # type: ignore[misc]
+    assert consumer.passed_over() == expected
