@@ -134,9 +134,11 @@ def resent(
     """A request id seen before: same payload gets the same answer, another is a conflict."""
     if known.payload_digest != digest:
         return conflict(request)
-    if known.final is not None:
-        return again(known, known.final)
     same_record = known.request_event_id == request.event_id
+    if known.final is not None:
+        if same_record and known.final_sent:
+            return NOTHING  # the very record again, and its answer acknowledged already
+        return again(known, known.final)  # a resend by its client: the same answer
     if same_record and known.awaiting is not None:
         # The same prompt turn again: the context maintainer counts it once.
         return Effects(turns=(prompt_turn(known.awaiting, now, version),))
