@@ -108,6 +108,20 @@ class SameLoopConsumer(driver.Consumer):
         result: int | None = super()._new_offset(tp)
         return result
 
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, and where a partition has none yet (a new
+        group, or one that never committed it), take the offset reading starts at as
+        its committed one: without it faust would commit any finished run, past records
+        still unread."""
+        await super().perform_seek()
+        changelogs = set(self.app.tables.changelog_topics)
+        for tp in self.assignment():
+            if tp.topic in changelogs or self._committed_offset[tp] is not None:
+                continue
+            start = await self.position(tp)
+            if start is not None:
+                self._committed_offset[tp] = start
+
     def passed_over(self) -> dict[TP, int]:
         """Partitions whose record at the committed offset was never handed to a stage
         although later ones were, by partition: the offset to read again from.
