@@ -123,16 +123,16 @@ def run_replay(
     """The ``replay`` command on parsed ``args``."""
     if args.namespace is not None:
         settings = settings.with_namespace(args.namespace)
+    err = err or sys.stderr
+    problem = _usage_problem(args)
+    if problem is not None:
+        print(f"guardian replay: {problem}", file=err, flush=True)
+        return EXIT_FAILED
     configs = config_history(settings)
     s = Session(
-        settings,
-        configs[max(configs)],
-        configs,
-        llm or RefusingLLM(),
-        out or sys.stdout,
-        err or sys.stderr,
+        settings, configs[max(configs)], configs, llm or RefusingLLM(), out or sys.stdout, err
     )
-    problem = _usage_problem(args) or _version_problem(args, configs)
+    problem = _version_problem(args, configs)
     if problem is not None:
         s.note(problem)
         return EXIT_FAILED
