@@ -319,9 +319,7 @@ def _response_divergences(
     if rederived is None:
         return [Divergence(rid, "response", recorded.response.status, None)]
     mine, theirs = decision_fields(rederived), decision_fields(recorded.response)
-    found = [
-        Divergence(rid, f, theirs[f], mine[f]) for f in fields if mine[f] != theirs[f]
-    ]
+    found = [Divergence(rid, f, theirs[f], mine[f]) for f in fields if mine[f] != theirs[f]]
     distinct = {tuple(decision_fields(r).values()) for r in recorded.responses}
     if len(distinct) > 1:
         found.append(Divergence(rid, "responses", len(distinct), 1))
