@@ -82,9 +82,9 @@ class GuardianClient:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._consumer is not None:
-            await self._consumer.stop()
+            await kafka_connect.stop(self._consumer)
         if self._producer is not None:
-            await self._producer.stop()
+            await kafka_connect.stop(self._producer)
 
     async def submit(self, prompt: str, **fields: Any) -> RequestSubmitted:
         """Send one request; returns it (its ``request_id`` names the answer to wait for)."""
@@ -207,7 +207,7 @@ class GuardianClient:
                 except DecodeError:
                     continue
         finally:
-            await consumer.stop()
+            await kafka_connect.stop(consumer)
 
     async def _follow(self) -> None:
         async with self._follow_lock:

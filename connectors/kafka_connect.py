@@ -40,6 +40,8 @@ _AUTH_FAILURES = (
     UnsupportedSaslMechanismError,
 )
 _PROBE_TIMEOUT_MS = 10_000
+_CLOSE_WAIT_S = 1.0
+_CLOSE_STEPS = 3
 _WAIT_S = (1.0, 15.0)
 """First and longest pause between tries while waiting for a broker to come up."""
 
@@ -70,6 +72,15 @@ async def start(client: _Startable, settings: KafkaSettings) -> None:
     except (KafkaError, OSError, TimeoutError) as exc:
         await _close(client)
         raise await diagnose(settings, exc) from exc
+
+
+async def stop(client: object) -> None:
+    """Stop or close ``client`` and let the loop release its sockets: a TLS connection
+    closes in steps (the session, then the socket), and a loop that ends right after
+    would leave the last step undone."""
+    await _close(client)
+    for _ in range(_CLOSE_STEPS):
+        await asyncio.sleep(0)
 
 
 async def diagnose(settings: KafkaSettings, failure: BaseException) -> KafkaConnectError:
@@ -112,7 +123,8 @@ async def probe(settings: KafkaSettings, host: str, port: int) -> None:
         if tls is not None:
             raise _tls_closed(settings, where, tls) from None
         raise KafkaUnavailableError(f"cannot reach the broker at {where}: {exc}") from None
-    conn.close()
+    # The socket is released once the loop has run the transport's close.
+    await asyncio.wait([conn.close()], timeout=_CLOSE_WAIT_S)
 
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
@@ -127,8 +139,11 @@ def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
 
 def _tls_closed(settings: KafkaSettings, where: str, exc: ssl.SSLError) -> KafkaTlsError:
     reason = exc.reason or str(exc)
-    if "CERTIFICATE_REQUIRED" in reason.upper() and settings.ssl_certfile is None:
+    about_certificate = "CERTIFICATE" in reason.upper()
+    if about_certificate and settings.ssl_certfile is None:
         hint = "it requires a client certificate (GUARDIAN_KAFKA_SSL_CERTFILE, _KEYFILE)"
+    elif about_certificate:
+        hint = f"it does not accept the client certificate {settings.ssl_certfile}"
     else:
         hint = "check the client certificate and the broker's TLS settings"
     return KafkaTlsError(f"the broker at {where} ended the TLS session ({reason}); {hint}")

@@ -124,7 +124,7 @@ async def _read(
             consumer.seek(tp, first)
         return await _drain(consumer, codec, bounds, keys, progress)
     finally:
-        await consumer.stop()
+        await kafka_connect.stop(consumer)
 
 
 async def _partitions(settings: KafkaSettings, names: Sequence[str]) -> list[TopicPartition]:
@@ -135,7 +135,7 @@ async def _partitions(settings: KafkaSettings, names: Sequence[str]) -> list[Top
     try:
         described = await admin.describe_topics()
     finally:
-        await admin.close()
+        await kafka_connect.stop(admin)
     wanted = set(names)
     return [
         TopicPartition(t["topic"], p["partition"])

@@ -20,7 +20,7 @@ async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
     except KafkaError:
         return []
     finally:
-        await producer.stop()
+        await kafka_connect.stop(producer)
 
 
 async def read_partitions(settings: KafkaSettings, parts: list[TopicPartition]) -> list[Any]:
@@ -41,7 +41,7 @@ async def read_partitions(settings: KafkaSettings, parts: list[TopicPartition]) 
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
         return found
     finally:
-        await consumer.stop()
+        await kafka_connect.stop(consumer)
 
 
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:
