@@ -110,16 +110,21 @@ class SameLoopConsumer(driver.Consumer):
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and where a partition has none yet (a new
-        group, or one that never committed it), take the offset reading starts at as
-        its committed one: without it faust would commit any finished run, past records
-        still unread."""
+        group, or one whose owner died before committing it), take the partition's
+        earliest offset as its committed one: reading starts there (the consumer resets
+        to the earliest offset), and without it faust would commit any finished run,
+        past records still unread."""
         await super().perform_seek()
         changelogs = set(self.app.tables.changelog_topics)
-        for tp in self.assignment():
-            if tp.topic in changelogs or self._committed_offset[tp] is not None:
-                continue
-            start = await self.position(tp)
-            if start is not None:
+        missing = [
+            tp
+            for tp in self.assignment()
+            if tp.topic not in changelogs and self._committed_offset[tp] is None
+        ]
+        if not missing:
+            return
+        for tp, start in (await self.earliest_offsets(*missing)).items():
+            if self._committed_offset[tp] is None and start is not None:
                 self._committed_offset[tp] = start
 
     def passed_over(self) -> dict[TP, int]:
