@@ -8,7 +8,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.errors import KafkaConfigError
@@ -59,6 +59,14 @@ class KafkaSettings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     """The producers' ``max_request_size``: the largest record a client may send."""
     client_id: str = "guardian-cluster"
+
+    @field_validator(
+        "sasl_mechanism", "sasl_username", "sasl_password", *_TLS_FIELDS, mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``GUARDIAN_KAFKA_SSL_CAFILE=`` unsets the CA file instead of naming ``.``."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -24,9 +24,11 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 
 from connectors.errors import (
     KafkaAuthenticationError,
+    KafkaConfigError,
     KafkaConnectError,
     KafkaTlsError,
     KafkaUnavailableError,
@@ -123,8 +125,19 @@ async def probe(settings: KafkaSettings, host: str, port: int) -> None:
         if tls is not None:
             raise _tls_closed(settings, where, tls) from None
         raise KafkaUnavailableError(f"cannot reach the broker at {where}: {exc}") from None
-    # The socket is released once the loop has run the transport's close.
-    await asyncio.wait([conn.close()], timeout=_CLOSE_WAIT_S)
+    try:
+        # Brokers answer ApiVersions before a login: only a real request shows whether
+        # this listener serves the connection as it was made.
+        await conn.send(MetadataRequest([]))
+    except (KafkaError, TimeoutError) as exc:
+        raise KafkaConfigError(
+            f"the broker at {where} accepted the connection but closed it on the first "
+            f"request ({exc}); does that listener expect another security protocol than "
+            f"{settings.security_protocol} (GUARDIAN_KAFKA_SECURITY_PROTOCOL)?"
+        ) from None
+    finally:
+        # The socket is released once the loop has run the transport's close.
+        await asyncio.wait([conn.close()], timeout=_CLOSE_WAIT_S)
 
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:

@@ -40,10 +40,13 @@ def run_reporting(handler: Handler, args: argparse.Namespace) -> int:
     except (KafkaError, KafkaException) as exc:
         return _fail(_diagnosed(exc))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
         return _fail(f"invalid settings: {problems}")
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    where = ".".join(map(str, loc)) or "settings"
+    return f"{where}: {message.removeprefix('Value error, ')}"
 
 
 def read_prompt(text: str | None, path: Path | None) -> str:

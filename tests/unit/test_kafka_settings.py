@@ -250,3 +250,11 @@ def test_exports_reproduce_the_settings(
     loaded = KafkaSettings()
     assert loaded.aiokafka().keys() == s.aiokafka().keys()
     assert loaded.confluent() == s.confluent()
+
+
+def test_an_empty_variable_unsets_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARDIAN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    monkeypatch.setenv("GUARDIAN_KAFKA_SSL_CAFILE", "")
+    monkeypatch.setenv("GUARDIAN_KAFKA_SASL_MECHANISM", "")
+    s = KafkaSettings()
+    assert (s.ssl_cafile, s.sasl_mechanism) == (None, None)
