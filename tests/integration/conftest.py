@@ -27,6 +27,7 @@ from confluent_kafka.cimpl import NewTopic
 from connectors import broker
 from connectors.broker import BrokerSettings
 from connectors.errors import BrokerError
+from connectors.kafka import KafkaSettings
 from tests.loopback import free_port
 
 _log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     """An admin client of the session's broker."""
-    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+    return AdminClient(KafkaSettings(bootstrap_servers=kafka_bootstrap).confluent())
 
 
 @pytest.fixture

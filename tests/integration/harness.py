@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from connectors import kafka_connect
 from connectors.admin import ensure_topics
 from connectors.kafka import KafkaSettings
 from schemas import topics
@@ -215,8 +216,8 @@ async def read_until(
     then on to the end offsets of that moment, so late duplicates are seen too."""
     codec = Codec()
     name = p.topic(spec)
-    consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(p.kafka)
+    await kafka_connect.start(consumer, p.kafka)
     try:
         parts = [TopicPartition(name, i) for i in range(_partitions(p, spec))]
         consumer.assign(parts)

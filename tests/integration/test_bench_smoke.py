@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from connectors.kafka import KafkaSettings
 from streams.bench.summary import SOAK_LINE
 from tests.integration.harness import ROOT
 
@@ -46,7 +47,7 @@ def run_bench_output(
 
 def left_behind(kafka_bootstrap: str, namespace: str) -> list[str]:
     """Topics and consumer groups still named ``<namespace>.…``."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient(KafkaSettings(bootstrap_servers=kafka_bootstrap).confluent())
     groups = admin.list_consumer_groups().result(timeout=30).valid
     names = [*admin.list_topics(timeout=30).topics, *(g.group_id for g in groups)]
     return [n for n in names if n.startswith(f"{namespace}.")]

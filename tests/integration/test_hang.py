@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from connectors.client import GuardianClient
+from connectors.kafka import KafkaSettings
 from tests.integration.harness import pipeline
 from tests.integration.test_pipeline import QA, wait_ready
 
@@ -28,7 +29,7 @@ async def test_a_hanging_model_call_does_not_cost_the_group_membership(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     question, good = QA[0]
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient(KafkaSettings(bootstrap_servers=kafka_bootstrap).confluent())
     with pipeline(kafka_bootstrap, tmp_path) as p:
         script = p.write_script(
             {"hang": [{"answer": good, "latency_ms": HANG_S * 1000}], "quick": [{"answer": good}]}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
+from connectors import kafka_connect
+from connectors.kafka import KafkaSettings
 from streams.monitor import partition_lag
 from tests.integration.conftest import TopicFactory
 
@@ -15,15 +17,16 @@ async def test_lag_skips_partitions_in_transition_and_counts_the_rest(
     kafka_bootstrap: str, new_topic: TopicFactory
 ) -> None:
     name = new_topic(2)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    producer = kafka_connect.producer(kafka)
+    await kafka_connect.start(producer, kafka)
     try:
         for i in range(5):
             await producer.send_and_wait(name, b"x", partition=0, key=str(i).encode())
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(kafka)
+    await kafka_connect.start(consumer, kafka)
     try:
         p0, p1 = TopicPartition(name, 0), TopicPartition(name, 1)
         consumer.assign([p0])

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
+from connectors import kafka_connect
 from schemas import topics
 from schemas.codec import Codec
 from schemas.network_events import ExperimentConcluded, FailureDiagnosed, NetworkFactRecorded
@@ -78,8 +78,8 @@ def sample() -> list[NetworkFactRecorded]:
 
 async def send(p: Pipeline, facts: list[NetworkFactRecorded]) -> None:
     codec = Codec()
-    producer = AIOKafkaProducer(bootstrap_servers=p.bootstrap, acks="all")
-    await producer.start()
+    producer = kafka_connect.producer(p.kafka, acks="all")
+    await kafka_connect.start(producer, p.kafka)
     try:
         for f in facts:
             await producer.send_and_wait(

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
+from connectors import kafka_connect
 from connectors.admin import ensure_topics
 from connectors.client import GuardianClient
 from schemas import topics
@@ -39,8 +40,8 @@ OPEN = "guardian_refine_open_requests"
 async def changelog(p: Pipeline, spec: TableSpec) -> list[tuple[bytes, bytes | None]]:
     """Every (key, value) record of a table's changelog, up to its end offsets now."""
     name = spec.changelog(app_id_for(p.namespace))
-    consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_connect.consumer(p.kafka)
+    await kafka_connect.start(consumer, p.kafka)
     try:
         parts = [TopicPartition(name, i) for i in range(p.partitions)]
         consumer.assign(parts)

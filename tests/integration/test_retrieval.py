@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from agents.knowledge import retrieval_query
 from agents.prompts import render_passages
 from agents.router import classify, complexity, plan
+from connectors import kafka_connect
 from connectors.embeddings import HashingEmbedder
 from connectors.knowledge_files import load_knowledge
 from schemas import topics
@@ -65,8 +65,8 @@ def task(request_id: str, specialist: str, instruction: str) -> TaskAssigned:
 
 async def send_tasks(p: Pipeline, tasks: list[TaskAssigned]) -> None:
     codec = Codec()
-    producer = AIOKafkaProducer(bootstrap_servers=p.bootstrap, acks="all")
-    await producer.start()
+    producer = kafka_connect.producer(p.kafka, acks="all")
+    await kafka_connect.start(producer, p.kafka)
     try:
         for t in tasks:
             await producer.send_and_wait(
