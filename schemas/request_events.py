@@ -128,6 +128,14 @@ class ResponseDelivered(Event):
     tenant: str = "default"
     session_id: str | None = None
     cached_from: str | None = None
+    submission_id: str | None = None
+    """The RequestSubmitted this answers when it is not the request's own accepted
+    submission (a conflicting resend's rejection): never the request's final answer."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether this is the request's final answer (not a reply to another submission)."""
+        return self.submission_id is None
 
 
 class DeadLettered(Event):
