@@ -17,6 +17,7 @@ from datetime import datetime
 from agents.config import PipelineConfig
 from agents.effects import NOTHING, Effects, Refused, answer_turns, prompt_turn, sent
 from agents.experiment_plan import config_for, variant_for
+from agents.ids import stable_id
 from agents.intake import RejectCode, validate
 from agents.refine import RequestState, awaiting_context, closed, rejected, start
 from agents.retention import DoneMarker, answer_for
@@ -45,14 +46,16 @@ def on_request(
     marker: DoneMarker | None,
     now: datetime,
     config: PipelineConfig,
-) -> Effects | Admitted | Refused:
+) -> Effects | Admitted:
     """A submitted request: a resend of a known one, a rejection, a session request held
     for its context, or admitted."""
     if known is not None:
         return resent(request, digest, known, now, config.version)
     if marker is not None:
         response = answer_for(marker, digest)
-        return conflict(request) if response is None else Effects(emits=(response,))
+        if response is None:
+            return conflict(request, now, config.version)
+        return Effects(emits=(response,))
     rejection = validate(request, now, config.intake)
     if rejection is not None:
         response = rejected(request, rejection.code.value, rejection.reason, now, config.version)
@@ -130,10 +133,10 @@ def on_context(
 
 def resent(
     request: RequestSubmitted, digest: str, known: RequestState, now: datetime, version: int
-) -> Effects | Refused:
+) -> Effects:
     """A request id seen before: same payload gets the same answer, another is a conflict."""
     if known.payload_digest != digest:
-        return conflict(request)
+        return conflict(request, now, version)
     same_record = known.request_event_id == request.event_id
     if known.final is not None:
         if same_record and known.final_sent:
@@ -153,8 +156,26 @@ def again(state: RequestState, response: ResponseDelivered) -> Effects:
     return Effects(turns=answer_turns(state, response), emits=(response,), then=sent(state))
 
 
-def conflict(request: RequestSubmitted) -> Refused:
-    return Refused(
-        RejectCode.CONFLICT.value,
-        f"request {request.request_id} was already submitted with a different payload",
+def conflict(request: RequestSubmitted, now: datetime, version: int) -> Effects:
+    """A resend of a known request id with another payload: a rejection addressed to that
+    submission alone (not a dead letter: its sender is waiting for an answer). The
+    request itself is untouched (no state, no session turn, no cache) and keeps its one
+    final answer; a redelivered resend gets the same rejection, with the same event id."""
+    response = ResponseDelivered(
+        event_id=stable_id(request.request_id, "conflict", request.event_id),
+        request_id=request.request_id,
+        occurred_at=now,
+        config_version=version,
+        variant=request.variant,
+        status="rejected",
+        reason=(
+            f"request {request.request_id} was already submitted with a different payload; "
+            "this submission is not processed (resend it with a new request id)"
+        ),
+        reason_code=RejectCode.CONFLICT.value,
+        latency_ms=max(0.0, (now - request.occurred_at).total_seconds() * 1000),
+        tenant=request.tenant,
+        session_id=request.session_id,
+        submission_id=request.event_id,
     )
+    return Effects(emits=(response,), decided=response)

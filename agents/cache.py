@@ -60,8 +60,13 @@ def cache_key(
 
 
 def should_cache(response: ResponseDelivered) -> bool:
-    """Only answers that passed the guardians, with content, and not themselves hits."""
-    return response.status == "passed" and bool(response.content.strip()) and not response.cache_hit
+    """Only final answers that passed the guardians, with content, and not themselves hits."""
+    return (
+        response.is_final
+        and response.status == "passed"
+        and bool(response.content.strip())
+        and not response.cache_hit
+    )
 
 
 def from_cache(

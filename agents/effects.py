@@ -89,8 +89,9 @@ def prompt_turn(request: RequestSubmitted, now: datetime, config_version: int) -
 
 def answer_turns(state: RequestState, response: ResponseDelivered) -> tuple[SessionTurn, ...]:
     """A session request's final answer as its session's assistant turn (none for a request
-    outside a session, or a rejected one: its prompt never joined the session)."""
-    if state.session_id is None or response.status == "rejected":
+    outside a session, or a rejected one: its prompt never joined the session; none for a
+    reply to another submission, such as a conflicting resend's rejection)."""
+    if state.session_id is None or response.status == "rejected" or not response.is_final:
         return ()
     return (
         SessionTurn(

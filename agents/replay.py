@@ -94,7 +94,14 @@ class Recorded:
     @classmethod
     def of(cls, events: Sequence[Event]) -> Recorded:
         ordered = sorted(events, key=lambda e: e.occurred_at)
-        requests = [e for e in ordered if isinstance(e, RequestSubmitted)]
+        # A conflicting resend and the rejection addressed to it are no part of the
+        # request: neither its submission nor its final answer.
+        answered = [e for e in ordered if isinstance(e, ResponseDelivered)]
+        elsewhere = {r.submission_id for r in answered if not r.is_final}
+        requests = [
+            e for e in ordered if isinstance(e, RequestSubmitted) and e.event_id not in elsewhere
+        ]
+        accepted = requests[0].event_id if requests else None
         tasks: dict[TaskKey, TaskAssigned] = {}
         for task in (e for e in ordered if isinstance(e, TaskAssigned)):
             tasks.setdefault((task.subtask, task.round), task)
@@ -105,7 +112,7 @@ class Recorded:
             tasks=tasks,
             answers={e.event_id: e for e in ordered if isinstance(e, SpecialistAnswered)},
             inputs=tuple(inputs),
-            responses=tuple(e for e in ordered if isinstance(e, ResponseDelivered)),
+            responses=tuple(r for r in answered if r.submission_id in (None, accepted)),
         )
 
     @property
@@ -178,8 +185,6 @@ def replay(
     # request and its tasks.
     when = min(at, request.occurred_at) if request.session_id and firsts else at
     decided = admission.on_request(request, digest, None, None, when, config)
-    if isinstance(decided, Refused):
-        return None
     context = next(iter(firsts.values())).context if firsts else ()
     if isinstance(decided, Effects):
         if decided.response is not None:  # rejected at intake

@@ -85,6 +85,12 @@ def _summary(e: Event) -> str:
         scores = " ".join(f"{s['guardian']}={s['score']:.2f}" for s in fields["scores"])
         return f"{_step(fields)} {verdict} score={fields['score']:.2f} [{scores}]"
     if name == "ResponseDelivered":
+        if fields["submission_id"] is not None:
+            # Not the request's answer: the reply to another submission of its id.
+            return (
+                f"{fields['status']} ({fields['reason_code']}) to submission "
+                f"{fields['submission_id']}, not the request's answer"
+            )
         return (
             f"{fields['status']} confidence={fields['confidence']:.2f} "
             f"rounds={fields['rounds']} best_round={fields['best_round']}"

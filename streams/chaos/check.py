@@ -81,7 +81,9 @@ class Report:
 
 
 def check(seen: Observed) -> Report:
-    ours = [a for a in seen.answers if a.response.request_id in seen.sent]
+    # A reply to another submission (a conflicting resend's rejection) is not an answer
+    # to the request: never its first, a duplicate or a conflicting one.
+    ours = [a for a in seen.answers if a.response.request_id in seen.sent and a.response.is_final]
     by_request: dict[str, list[Answer]] = defaultdict(list)
     for a in sorted(ours, key=lambda a: a.at):
         by_request[a.response.request_id].append(a)

@@ -1,16 +1,20 @@
 """Intake's decisions on a request id it knows: the same record again, a client's resend
-and a conflicting payload."""
+and a conflicting payload (answered with a rejection addressed to that submission)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agents import admission
 from agents.config import PipelineConfig
-from agents.effects import NOTHING, Effects, Refused
+from agents.effects import NOTHING, Effects, answer_turns
+from agents.ids import stable_id
 from agents.intake import payload_digest
 from agents.refine import RequestState, closed, rejected
-from schemas.request_events import RequestSubmitted
+from agents.retention import DoneMarker
+from schemas.request_events import RequestSubmitted, ResponseDelivered
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 CONFIG = PipelineConfig(version=4)
@@ -50,8 +54,58 @@ def test_a_clients_resend_gets_the_same_answer_even_after_the_acknowledgement() 
     assert effects.then is None, "already marked sent"
 
 
-def test_a_resend_with_another_payload_is_a_conflict() -> None:
+def conflicting(known: RequestState) -> tuple[RequestSubmitted, Effects]:
     other = REQUEST.model_copy(update={"event_id": "e-3", "prompt": "Something else?"})
-    refused = decide(other, answered(sent=True))
-    assert isinstance(refused, Refused)
-    assert refused.code == "conflict"
+    effects = decide(other, known)
+    assert isinstance(effects, Effects)
+    return other, effects
+
+
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_resend_with_another_payload_gets_its_own_rejection_and_changes_nothing(
+    sent: bool,
+) -> None:
+    known = answered(sent=sent)
+    other, effects = conflicting(known)
+    (response,) = effects.emits
+    assert isinstance(response, ResponseDelivered)
+    assert response.status == "rejected"
+    assert response.reason_code == "conflict"
+    assert response.reason is not None
+    assert "different payload" in response.reason
+    assert response.submission_id == other.event_id
+    assert not response.is_final
+    assert response.event_id == stable_id("r-1", "conflict", "e-3")
+    assert known.final is not None
+    assert response.event_id != known.final.event_id
+    assert effects.decided == response, "counted as a rejected response"
+    assert (effects.state, effects.then, effects.turns, effects.cache) == (None, None, (), None)
+
+
+def test_a_redelivered_conflicting_resend_gets_the_same_rejection() -> None:
+    _, first = conflicting(answered(sent=True))
+    _, again = conflicting(answered(sent=True))
+    assert first.emits == again.emits
+
+
+def test_a_conflicting_resend_of_a_request_in_a_session_writes_no_turn() -> None:
+    known = answered(sent=True).model_copy(update={"session_id": "s-1"})
+    _, effects = conflicting(known)
+    assert effects.turns == ()
+    (response,) = effects.emits
+    assert isinstance(response, ResponseDelivered)
+    assert answer_turns(known, response) == ()
+
+
+def test_a_conflicting_resend_of_a_request_only_a_done_marker_remembers() -> None:
+    final = answered(sent=True).final
+    assert final is not None
+    marker = DoneMarker(payload_digest=payload_digest(REQUEST), response=final)
+    other = REQUEST.model_copy(update={"event_id": "e-4", "prompt": "Another one?"})
+    later = T0 + timedelta(seconds=5)
+    effects = admission.on_request(other, payload_digest(other), None, marker, later, CONFIG)
+    assert isinstance(effects, Effects)
+    (response,) = effects.emits
+    assert isinstance(response, ResponseDelivered)
+    assert (response.reason_code, response.submission_id) == ("conflict", "e-4")
+    assert effects.state is None

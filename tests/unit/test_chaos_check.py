@@ -101,6 +101,33 @@ def test_losses_duplicates_conflicts_extra_calls_and_dead_letters_are_counted() 
     assert report.dead_letters == 1
 
 
+def test_a_conflicting_resends_rejection_is_no_answer_to_its_request() -> None:
+    rejection = ResponseDelivered(
+        event_id="conflict-a",
+        request_id="a",
+        occurred_at=T0,
+        status="rejected",
+        reason_code="conflict",
+        submission_id="resend-of-a",
+    )
+    seen = Observed(
+        sent={"a": 0.0, "lost": 0.0},
+        answers=[
+            Answer(rejection, 0.2),  # before the request's own answer
+            Answer(response("a"), 1.0),
+            Answer(rejection, 1.5),  # and again after it
+            Answer(rejection.model_copy(update={"request_id": "lost"}), 0.3),
+        ],
+        tasks=[task("a", 1)],
+        dead_letters=[],
+        model_calls=1,
+    )
+    report = check(seen)
+    assert (report.lost, report.duplicated, report.conflicting) == (["lost"], [], [])
+    assert report.statuses == {"passed": 1}
+    assert report.latency_s["p100"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("rounds", "final_rounds", "gap"),
     [

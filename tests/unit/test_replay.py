@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agents import admission
 from agents.config import GuardianPolicy, PipelineConfig
 from agents.errors import ModelNotAllowed, ModelUnavailable
 from agents.guardian import Signals, judge, verdict_for
@@ -26,6 +27,7 @@ from agents.refine import Step, on_deadline, on_verdict, rejected, start
 from agents.replay import (
     NO_SIGNALS,
     Divergence,
+    Recorded,
     RescoreSummary,
     answers_to_measure,
     decision_fields,
@@ -288,6 +290,29 @@ def test_two_different_final_responses_are_a_divergence(log: dict[str, list[Even
     other = final(log["first-try"]).model_copy(update={"status": "failed"})
     found = verify({"first-try": [*log["first-try"], other]}, CONFIG)
     assert Divergence("first-try", "responses", 2, 1) in found
+
+
+@pytest.mark.parametrize("skew", [timedelta(seconds=1), -timedelta(seconds=1)])
+def test_a_conflicting_resend_and_its_rejection_are_not_part_of_the_request(
+    log: dict[str, list[Event]], skew: timedelta
+) -> None:
+    events = log["first-try"]
+    original = next(e for e in events if isinstance(e, RequestSubmitted))
+    resend = original.model_copy(
+        update={
+            "event_id": "resend",
+            "prompt": "Something else?",
+            "occurred_at": original.occurred_at + skew,  # the sender's clock, maybe behind
+        }
+    )
+    effects = admission.conflict(resend, final(events).occurred_at, CONFIG.version)
+    (rejection,) = effects.emits
+    assert isinstance(rejection, ResponseDelivered)
+    logged = [*events, resend, rejection]
+    recorded = Recorded.of(logged)
+    assert recorded.request == original
+    assert recorded.responses == (final(events),)
+    assert verify({"first-try": logged}, CONFIG) == []
 
 
 def test_a_removed_verdict_leaves_the_response_underived(log: dict[str, list[Event]]) -> None:

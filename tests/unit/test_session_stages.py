@@ -30,7 +30,7 @@ from streams.refine_store import RefineTables, StateListener
 from streams.refine_table import expire_markers, expire_states, load_marker, load_state
 from streams.runtime import Runtime
 from streams.settings import AppSettings
-from streams.stage import Record, StageError
+from streams.stage import Record
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 CODEC = Codec()
@@ -265,10 +265,17 @@ async def test_a_conflicting_resend_after_expiry_is_still_a_conflict() -> None:
     rt = RecordingRuntime()
     response = await _finished(rt)
     expire_states(cast(Runtime, rt), response.occurred_at + timedelta(hours=1))
-    with pytest.raises(StageError) as raised:
-        await to_intake(rt, asked().model_copy(update={"prompt": "Something else"}))
-    assert raised.value.reason_code == "conflict"
+    before = len(rt.sent)
+    resend = asked().model_copy(update={"event_id": "e-9", "prompt": "Something else"})
+    await to_intake(rt, resend)
+    (rejection,) = rt.sent[before:]
+    assert isinstance(rejection, ResponseDelivered)
+    assert (rejection.status, rejection.reason_code) == ("rejected", "conflict")
+    assert rejection.submission_id == "e-9"
     assert rt.of(TaskAssigned)[1:] == []
+    marker = load_marker(cast(Runtime, rt), "req-1")
+    assert marker is not None
+    assert marker.response == response, "the request keeps its one answer"
 
 
 async def test_markers_expire_after_their_retention() -> None:
