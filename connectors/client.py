@@ -1,10 +1,18 @@
-"""GuardianClient: submit requests and await their one final response over Kafka."""
+"""GuardianClient: submit requests and await their one final response over Kafka.
+
+Each ``ask()`` waits for the answer to its own submission. A response naming a
+submission (``submission_id``: the rejection of a conflicting resend) goes to that
+submission's waiter alone; any other response of a request is its final answer and goes
+to the waiters of the request's first payload, never to those of a resend with another
+payload.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -13,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from agents.intake import payload_digest
 from connectors import kafka_connect
 from connectors.errors import PromptTooLargeError, ResponseTimeoutError
 from connectors.kafka import KafkaSettings
@@ -23,6 +32,27 @@ from schemas.envelope import Event
 from schemas.errors import DecodeError
 from schemas.request_events import FeedbackGiven, RequestSubmitted, ResponseDelivered
 from schemas.topics import TopicSpec, qualified
+
+
+@dataclass
+class _Waiting:
+    """The submissions of one request id waiting for their answer, in the order sent."""
+
+    digest: str
+    """The payload of the request's first waiting submission: what its final answer answers."""
+    futures: dict[str, asyncio.Future[ResponseDelivered]] = field(default_factory=dict)
+    """By submission (the event id of its RequestSubmitted)."""
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, response: ResponseDelivered) -> None:
+        if response.submission_id is not None:
+            named = [response.submission_id]
+        else:
+            named = [s for s, d in self.digests.items() if d == self.digest]
+        for submission in named:
+            future = self.futures.get(submission)
+            if future is not None and not future.done():
+                future.set_result(response)
 
 
 class GuardianClient:
@@ -48,7 +78,8 @@ class GuardianClient:
         self._max_prompt_chars = max_prompt_chars
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._waiters: dict[str, asyncio.Future[ResponseDelivered]] = {}
+        self._waiters: dict[str, _Waiting] = {}
+        """By request id."""
         self._reader: asyncio.Task[None] | None = None
         self._follow_lock = asyncio.Lock()
         self._requests = qualified(topics.REQUESTS, settings.topic_namespace)
@@ -87,21 +118,27 @@ class GuardianClient:
             await kafka_connect.stop(self._producer)
 
     async def submit(self, prompt: str, **fields: Any) -> RequestSubmitted:
-        """Send one request; returns it (its ``request_id`` names the answer to wait for)."""
-        assert self._producer is not None, "start() the client first"
+        """Send one request; returns it (its ``request_id`` names the answer to wait for,
+        its ``event_id`` the submission a conflict rejection names)."""
+        request = self._request(prompt, fields)
+        await self._send(request)
+        return request
+
+    def _request(self, prompt: str, fields: dict[str, Any]) -> RequestSubmitted:
         self._check_prompt(prompt)
-        request_id = fields.pop("request_id", None) or uuid.uuid4().hex
-        request = RequestSubmitted(
+        return RequestSubmitted(
             event_id=uuid.uuid4().hex,
-            request_id=request_id,
+            request_id=fields.pop("request_id", None) or uuid.uuid4().hex,
             occurred_at=datetime.now(tz=UTC),
             prompt=prompt,
             **fields,
         )
-        key, value = request_id.encode(), self.codec.encode(request)
+
+    async def _send(self, request: RequestSubmitted) -> None:
+        assert self._producer is not None, "start() the client first"
+        key, value = request.request_id.encode(), self.codec.encode(request)
         self._check_size(key, value)
         await self.send_raw(key, value)
-        return request
 
     def _check_prompt(self, prompt: str) -> None:
         limit = self._max_prompt_chars
@@ -167,35 +204,44 @@ class GuardianClient:
     async def ask(
         self, prompt: str, *, timeout_s: float = 120.0, **fields: Any
     ) -> ResponseDelivered:
-        """Submit and wait for the final response; a failure of any step (a prompt too
-        large, the broker away, no answer in time) leaves no waiter behind."""
-        self._check_prompt(prompt)
+        """Submit and wait for the response to this submission: the request's final
+        answer, or, for a resend of a known request id with another payload, its own
+        ``conflict`` rejection. A failure of any step (a prompt too large, the broker
+        away, no answer in time) leaves no waiter behind."""
+        request = self._request(prompt, fields)
         await self._follow()
-        request_id = fields.pop("request_id", None) or uuid.uuid4().hex
-        waiter = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
+        waiter = self._wait_on(request)
         try:
-            await self.submit(prompt, request_id=request_id, **fields)
-        except BaseException:
-            self._waiters.pop(request_id, None)
-            raise
-        return await self.wait_for(request_id, waiter, timeout_s)
-
-    @property
-    def pending(self) -> int:
-        """Requests waiting for their response."""
-        return len(self._waiters)
-
-    async def wait_for(
-        self, request_id: str, waiter: asyncio.Future[ResponseDelivered], timeout_s: float
-    ) -> ResponseDelivered:
-        try:
+            await self._send(request)
             return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
         except TimeoutError as exc:
             raise ResponseTimeoutError(
-                f"no response for {request_id} within {timeout_s:.0f}s"
+                f"no response for {request.request_id} within {timeout_s:.0f}s"
             ) from exc
         finally:
-            self._waiters.pop(request_id, None)
+            self._stop_waiting(request)
+
+    @property
+    def pending(self) -> int:
+        """Submissions waiting for their response."""
+        return sum(len(w.futures) for w in self._waiters.values())
+
+    def _wait_on(self, request: RequestSubmitted) -> asyncio.Future[ResponseDelivered]:
+        digest = payload_digest(request)
+        waiting = self._waiters.setdefault(request.request_id, _Waiting(digest))
+        future = asyncio.get_running_loop().create_future()
+        waiting.futures[request.event_id] = future
+        waiting.digests[request.event_id] = digest
+        return future
+
+    def _stop_waiting(self, request: RequestSubmitted) -> None:
+        waiting = self._waiters.get(request.request_id)
+        if waiting is None:
+            return
+        waiting.futures.pop(request.event_id, None)
+        waiting.digests.pop(request.event_id, None)
+        if not waiting.futures:
+            del self._waiters[request.request_id]
 
     async def responses(self, *, from_beginning: bool = False) -> AsyncIterator[ResponseDelivered]:
         """Every response as it arrives (undecodable records are skipped)."""
@@ -239,6 +285,6 @@ class GuardianClient:
                 response = self.codec.decode(message.value, ResponseDelivered)
             except DecodeError:
                 continue
-            waiter = self._waiters.get(response.request_id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(response)
+            waiting = self._waiters.get(response.request_id)
+            if waiting is not None:
+                waiting.resolve(response)
