@@ -29,6 +29,7 @@ from connectors.kafka import KafkaSettings
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
+from schemas.request_events import ResponseDelivered
 from schemas.topics import TopicSpec, qualified
 from tests.fake_model_service import MODEL
 
@@ -237,12 +238,20 @@ async def read_until(
 
 
 def covers(ids: set[str]) -> Callable[[list[E]], bool]:
-    """A ``done`` predicate: every id in ``ids`` has at least one event."""
-    return lambda events: ids <= {e.request_id for e in events}
+    """A ``done`` predicate: every id in ``ids`` has at least one event (a response only
+    when it is the request's final answer)."""
+    return lambda events: ids <= {e.request_id for e in events if _of_request(e)}
 
 
 def by_request(events: Iterable[E]) -> dict[str, list[E]]:
+    """Events by request id, leaving out replies to other submissions of a request id
+    (a conflicting resend's rejection): never a request's answer."""
     grouped: dict[str, list[E]] = {}
     for e in events:
-        grouped.setdefault(e.request_id, []).append(e)
+        if _of_request(e):
+            grouped.setdefault(e.request_id, []).append(e)
     return grouped
+
+
+def _of_request(event: Event) -> bool:
+    return not isinstance(event, ResponseDelivered) or event.is_final

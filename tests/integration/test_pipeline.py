@@ -129,7 +129,9 @@ async def test_bad_input_ends_as_dead_letter_or_rejection_and_good_requests_fini
             )
             bad_priority = await client.submit("Hello there, how are you?", priority=42)
             first = await client.submit("What is the boiling point of water at sea level?")
-            await client.submit("Something else entirely, please.", request_id=first.request_id)
+            resend = await client.submit(
+                "Something else entirely, please.", request_id=first.request_id
+            )
             good = [await client.submit(f"[[script:g{i}]] {QA[i % 4][0]}") for i in range(20)]
         expected_rejections = {
             empty.request_id: "empty_prompt",
@@ -139,10 +141,14 @@ async def test_bad_input_ends_as_dead_letter_or_rejection_and_good_requests_fini
         }
         want = {*expected_rejections, first.request_id, *(g.request_id for g in good)}
         responses = await read_until(
-            p, topics.RESPONSES, ResponseDelivered, covers(want), timeout_s=120
+            p,
+            topics.RESPONSES,
+            ResponseDelivered,
+            lambda found: covers(want)(found) and any(not r.is_final for r in found),
+            timeout_s=120,
         )
         letters = await read_until(
-            p, topics.DEAD_LETTERS, DeadLettered, lambda found: len(found) >= 3, timeout_s=60
+            p, topics.DEAD_LETTERS, DeadLettered, lambda found: len(found) >= 2, timeout_s=60
         )
         assert worker.poll() is None, p.log()
     final = {rid: rs for rid, rs in by_request(responses).items() if rid in want}
@@ -156,13 +162,49 @@ async def test_bad_input_ends_as_dead_letter_or_rejection_and_good_requests_fini
     assert kept.content == "echo: What is the boiling point of water at sea level?"
     assert all(final[g.request_id][0].status == "passed" for g in good)
     reasons = Counter(letter.reason_code for letter in letters)
-    assert reasons == Counter({"bad_magic": 1, "truncated": 1, "conflict": 1})
-    conflict = next(letter for letter in letters if letter.reason_code == "conflict")
+    assert reasons == Counter({"bad_magic": 1, "truncated": 1}), "a conflict is answered instead"
+    (conflict,) = [r for r in responses if not r.is_final]
     assert conflict.request_id == first.request_id
-    assert conflict.stage == "intake"
-    assert conflict.source_topic == p.topic(topics.REQUESTS)
-    assert conflict.source_offset >= 0
-    assert codec.decode(conflict.payload, RequestSubmitted).prompt.startswith("Something else")
+    assert conflict.submission_id == resend.event_id
+    assert (conflict.status, conflict.reason_code) == ("rejected", "conflict")
+    assert conflict.reason
+
+
+async def test_a_conflicting_resend_is_answered_on_its_own_while_the_original_keeps_its_answer(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    question, good = QA[0]
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        # The original is still being answered when its conflicting resend comes in.
+        script = p.write_script({"slow": [{"answer": good, "latency_ms": 1500}]})
+        p.start_worker(GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_MODEL_SCRIPT_PATH=str(script))
+        await wait_ready(p)
+        rid = uuid.uuid4().hex
+        async with GuardianClient(p.kafka) as client:
+            original = asyncio.create_task(
+                client.ask(f"[[script:slow]] {question}", request_id=rid, timeout_s=120)
+            )
+            await read_until(p, topics.REQUESTS, RequestSubmitted, covers({rid}), timeout_s=30)
+            resend = asyncio.create_task(
+                client.ask("Something else entirely, please.", request_id=rid, timeout_s=120)
+            )
+            rejection, answer = await resend, await original
+            assert client.pending == 0
+        responses = await read_until(
+            p, topics.RESPONSES, ResponseDelivered, covers({rid}), timeout_s=30
+        )
+        letters = await read_until(p, topics.DEAD_LETTERS, DeadLettered, bool, timeout_s=0)
+    assert (rejection.status, rejection.reason_code) == ("rejected", "conflict")
+    assert rejection.request_id == rid
+    assert rejection.submission_id is not None
+    assert rejection.reason
+    assert (answer.status, answer.content, answer.submission_id) == ("passed", good, None)
+    assert {r.event_id for r in responses if r.request_id == rid} == {
+        rejection.event_id,
+        answer.event_id,
+    }
+    assert by_request(responses)[rid] == [answer], "one final answer for the request"
+    assert [letter for letter in letters if letter.request_id == rid] == []
 
 
 @pytest.mark.timeout(600)
