@@ -16,7 +16,6 @@ import pytest
 from connectors import broker
 from connectors.broker import BrokerSettings
 from connectors.client import GuardianClient
-from connectors.kafka import KafkaSettings
 from schemas import topics
 from schemas.codec import Codec
 from schemas.request_events import ResponseDelivered, SpecialistAnswered, TaskAssigned
@@ -84,7 +83,7 @@ async def test_a_broker_stopped_for_a_minute_under_load_leaves_workers_running(
         with pipeline(bootstrap, tmp_path, partitions=3) as p:
             workers = [p.start_served_worker(model.base_url) for _ in range(2)]
             await wait_ready(p, timeout_s=240)
-            async with GuardianClient(KafkaSettings.of(bootstrap_servers=bootstrap)) as client:
+            async with GuardianClient(p.kafka) as client:
                 sent = [await client.submit(QA[1][0]) for _ in range(40)]
                 os.kill(pid, signal.SIGSTOP)
                 try:
