@@ -63,6 +63,7 @@ def consumer_with(committed: int | None, acked: list[int]) -> transport.SameLoop
     consumer._acked_index = defaultdict(set, {TP_: set(acked)})
     consumer._gap = defaultdict(IntervalTree)
     consumer._unacked_messages = set()
+    consumer._commit_fut = None
     return consumer
 
 
@@ -115,4 +116,12 @@ def test_a_record_passed_over_is_found(
 ) -> None:
     consumer = consumer_with(committed, acked)
     consumer._unacked_messages = {InHand(TP_, o) for o in in_hand}  # type: ignore[misc]
-    assert consumer.passed_over() == expected
+    assert consumer.passed_over() == {}, "one sighting is not enough"
+    assert consumer.passed_over() == expected, "the same hole on the next check is"
+
+
+def test_nothing_is_judged_while_a_commit_is_in_flight() -> None:
+    consumer = consumer_with(10, [11, 12])
+    consumer._commit_fut = object()  # type: ignore[assignment]
+    assert consumer.passed_over() == {}
+    assert consumer.passed_over() == {}
