@@ -13,10 +13,11 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 .PHONY: deps venv broker-jars test lint demo bench clean
 
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null || { \
-	  echo "installing JDK, Maven and Redis from Debian packages"; \
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
+	  && command -v openssl >/dev/null || { \
+	  echo "installing JDK, Maven, Redis and OpenSSL (the secured test broker's certificates) from Debian packages"; \
 	  SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven redis-server; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven redis-server openssl; }
 
 venv: $(STAMP)
 

@@ -17,8 +17,8 @@ class Flag(Protocol):
     def passed(self) -> bool: ...
 
 
-class Judged(Protocol):
-    """A guardian verdict on one answer."""
+class Fact(Protocol):
+    """What every event the network reads carries: which event, for which request, when."""
 
     @property
     def event_id(self) -> str: ...
@@ -26,6 +26,11 @@ class Judged(Protocol):
     def request_id(self) -> str: ...
     @property
     def occurred_at(self) -> datetime: ...
+
+
+class Judged(Fact, Protocol):
+    """A guardian verdict on one answer."""
+
     @property
     def config_version(self) -> int: ...
     @property
@@ -50,15 +55,9 @@ class Judged(Protocol):
     def prompt_version(self) -> str: ...
 
 
-class Rated(Protocol):
+class Rated(Fact, Protocol):
     """A user's feedback on a delivered answer."""
 
-    @property
-    def event_id(self) -> str: ...
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def occurred_at(self) -> datetime: ...
     @property
     def kind(self) -> str: ...
     @property

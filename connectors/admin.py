@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -136,3 +137,56 @@ def _new_topic(spec: TopicSpec, settings: KafkaSettings, partitions: int | None)
         replication_factor=settings.replication_factor,
         config=spec.config(),
     )
+
+
+def delete_namespace(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic named ``<namespace>.…`` (the provisioned ones and those faust
+    made: changelogs, the assignor's); return the names deleted. What cannot be listed or
+    deleted is logged, not raised: this is clean-up after a run."""
+    prefix = _namespace_prefix(settings)
+    admin = AdminClient(settings.confluent())
+    try:
+        found = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        _log.warning("cannot list the topics of %s to delete them: %s", prefix, exc)
+        return []
+    names = sorted(n for n in found if n.startswith(prefix))
+    if not names:
+        return []
+    futures = admin.delete_topics(names, operation_timeout=timeout_s)
+    deleted = [name for name, future in futures.items() if _done(name, future, timeout_s)]
+    _log.info("deleted %d of the %d topics under %s", len(deleted), len(names), prefix)
+    return deleted
+
+
+def delete_namespace_groups(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
+    """Delete the consumer groups named ``<namespace>.…`` (their members have stopped);
+    return the names deleted. A group that still has members is logged, not raised."""
+    prefix = _namespace_prefix(settings)
+    admin = AdminClient(settings.confluent())
+    try:
+        listed = admin.list_consumer_groups(request_timeout=timeout_s)
+        groups = listed.result(timeout=timeout_s).valid
+    except (KafkaException, TimeoutError) as exc:
+        _log.warning("cannot list the consumer groups of %s to delete them: %s", prefix, exc)
+        return []
+    names = sorted(g.group_id for g in groups if g.group_id.startswith(prefix))
+    if not names:
+        return []
+    futures = admin.delete_consumer_groups(names, request_timeout=timeout_s)
+    return [name for name, future in futures.items() if _done(name, future, timeout_s)]
+
+
+def _namespace_prefix(settings: KafkaSettings) -> str:
+    if not settings.topic_namespace:
+        raise ValueError("refusing to delete topics or groups without a namespace")
+    return f"{settings.topic_namespace}."
+
+
+def _done(name: str, future: Future[None], timeout_s: float) -> bool:
+    try:
+        future.result(timeout=timeout_s)
+    except (KafkaException, TimeoutError) as exc:
+        _log.warning("could not delete %s: %s", name, exc)
+        return False
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -91,15 +92,11 @@ async def diagnose(settings: KafkaSettings, failure: BaseException) -> KafkaConn
     if isinstance(failure, _AUTH_FAILURES):
         return _refused(settings, settings.bootstrap_servers, failure)
     last: BaseException = failure
-    for host, port in _hosts(settings):
-        try:
-            await probe(settings, host, port)
-        except KafkaConnectError as exc:
-            if not exc.retriable:
-                return exc
-            last = exc
-        else:
-            last = failure  # reachable now: the first failure is the one to report
+    async for found in _probes(settings):
+        if found is not None and not found.retriable:
+            return found
+        # Reachable now (None): the first failure is the one to report.
+        last = found if found is not None else failure
     return KafkaUnavailableError(f"no Kafka broker answered at {settings.describe()}: {last}")
 
 
@@ -182,16 +179,24 @@ async def wait_until_reachable(settings: KafkaSettings, deadline_s: float | None
 
 async def _first_reachable(settings: KafkaSettings) -> KafkaConnectError | None:
     last: KafkaConnectError | None = None
+    async for found in _probes(settings):
+        if found is None:
+            return None
+        if not found.retriable:
+            return found
+        last = found
+    return last
+
+
+async def _probes(settings: KafkaSettings) -> AsyncIterator[KafkaConnectError | None]:
+    """Each bootstrap host probed in turn: the typed error, or None when it answered."""
     for host, port in _hosts(settings):
         try:
             await probe(settings, host, port)
         except KafkaConnectError as exc:
-            if not exc.retriable:
-                return exc
-            last = exc
+            yield exc
         else:
-            return None
-    return last
+            yield None
 
 
 def _hosts(settings: KafkaSettings) -> list[tuple[str, int]]:

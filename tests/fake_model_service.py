@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from streams.chaos.model_server import completion as completion_body
 from tests.loopback import LoopbackServer
 
 MODEL = "fake-model"
@@ -43,24 +44,14 @@ def completion(
 ) -> Reply:
     """A normal chat completion, shaped as OpenAI's API returns it."""
     return json_reply(
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        completion_body(
+            content,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish_reason,
+            completion_id="chatcmpl-1",
+        )
     )
 
 

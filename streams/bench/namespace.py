@@ -4,19 +4,13 @@ at the end, also when the run fails, with the consumer groups named ``<ns>.…``
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-
+from connectors.admin import delete_namespace, delete_namespace_groups
 from streams.settings import AppSettings
 from streams.worker import provision
-
-_log = logging.getLogger(__name__)
-_TIMEOUT_S = 30.0
 
 
 @contextmanager
@@ -30,42 +24,5 @@ def scratch_namespace(settings: AppSettings, prefix: str, partitions: int) -> It
         provision(scoped)
         yield scoped
     finally:
-        delete_namespace(scoped)
-        delete_groups(scoped)
-
-
-def delete_namespace(settings: AppSettings) -> list[str]:
-    """Delete every topic named ``<namespace>.…``; return their names."""
-    prefix = f"{settings.kafka.topic_namespace}."
-    if prefix == ".":
-        raise ValueError("refusing to delete topics without a namespace")
-    admin = AdminClient(settings.kafka.confluent())
-    names = [n for n in admin.list_topics(timeout=_TIMEOUT_S).topics if n.startswith(prefix)]
-    if not names:
-        return []
-    futures = admin.delete_topics(names, operation_timeout=_TIMEOUT_S)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=_TIMEOUT_S)
-        except KafkaException as exc:
-            _log.warning("could not delete topic %s: %s", name, exc)
-    _log.info("deleted %d topics under %s", len(names), prefix)
-    return names
-
-
-def delete_groups(settings: AppSettings) -> list[str]:
-    """Delete the consumer groups named ``<namespace>.…`` (their members have stopped)."""
-    prefix = f"{settings.kafka.topic_namespace}."
-    if prefix == ".":
-        raise ValueError("refusing to delete groups without a namespace")
-    admin = AdminClient(settings.kafka.confluent())
-    listed = admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result(timeout=_TIMEOUT_S)
-    names = [g.group_id for g in listed.valid if g.group_id.startswith(prefix)]
-    if not names:
-        return []
-    for name, future in admin.delete_consumer_groups(names).items():
-        try:
-            future.result(timeout=_TIMEOUT_S)
-        except KafkaException as exc:
-            _log.warning("could not delete consumer group %s: %s", name, exc)
-    return names
+        delete_namespace(scoped.kafka)
+        delete_namespace_groups(scoped.kafka)

@@ -41,20 +41,33 @@ def reply_to(body: dict[str, Any]) -> str:
     return "Hello."
 
 
-def completion(content: str) -> dict[str, Any]:
+def completion(
+    content: str,
+    *,
+    model: str = MODEL,
+    prompt_tokens: int = 20,
+    completion_tokens: int = 12,
+    finish_reason: str = "stop",
+    completion_id: str = "chatcmpl-chaos",
+) -> dict[str, Any]:
+    """A chat completion body, shaped as OpenAI's API returns it."""
     return {
-        "id": "chatcmpl-chaos",
+        "id": completion_id,
         "object": "chat.completion",
         "created": 1_700_000_000,
-        "model": MODEL,
+        "model": model,
         "choices": [
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

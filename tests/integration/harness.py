@@ -13,23 +13,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from connectors import kafka_connect
-from connectors.admin import ensure_topics
+from connectors.admin import delete_namespace, delete_namespace_groups, ensure_topics
 from connectors.kafka import KafkaSettings
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
-from schemas.request_events import ResponseDelivered
+from schemas.request_events import ResponseDelivered, TaskAssigned
 from schemas.topics import TopicSpec, qualified
 from tests.fake_model_service import MODEL
 
@@ -63,40 +60,12 @@ class Pipeline:
         ensure_topics(self.kafka, topics.ALL, partitions=self.partitions)
 
     def delete_topics(self) -> list[str]:
-        """Delete every topic named ``<namespace>.…``: the provisioned ones and those
-        faust made (changelogs, the assignor's); return the names deleted. A topic
-        that cannot be deleted is logged, not raised: the test's outcome stands."""
-        admin = AdminClient(self.kafka.confluent())
-        prefix = f"{self.namespace}."
-        try:
-            found = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
-        except KafkaException as exc:
-            _log.warning("cannot list the topics of %s to delete them: %s", prefix, exc)
-            return []
-        names = sorted(n for n in found if n.startswith(prefix))
-        if not names:
-            return []
-        futures = admin.delete_topics(names, operation_timeout=ADMIN_TIMEOUT_S)
-        deleted = [name for name, future in futures.items() if _deleted(name, future)]
-        _log.info("deleted %d of the %d topics under %s", len(deleted), len(names), prefix)
-        return deleted
+        """Delete every topic of the namespace, faust's own included."""
+        return delete_namespace(self.kafka, ADMIN_TIMEOUT_S)
 
     def delete_groups(self) -> list[str]:
-        """Delete the consumer groups named ``<namespace>.…`` (the workers' group); return
-        the names deleted. A group that still has members is logged, not raised."""
-        admin = AdminClient(self.kafka.confluent())
-        prefix = f"{self.namespace}."
-        try:
-            listed = admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S)
-            groups = listed.result(timeout=ADMIN_TIMEOUT_S).valid
-        except (KafkaException, TimeoutError) as exc:
-            _log.warning("cannot list the consumer groups of %s to delete them: %s", prefix, exc)
-            return []
-        names = sorted(g.group_id for g in groups if g.group_id.startswith(prefix))
-        if not names:
-            return []
-        futures = admin.delete_consumer_groups(names, request_timeout=ADMIN_TIMEOUT_S)
-        return [name for name, future in futures.items() if _deleted(name, future)]
+        """Delete the namespace's consumer groups (the workers')."""
+        return delete_namespace_groups(self.kafka, ADMIN_TIMEOUT_S)
 
     def worker_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
@@ -177,15 +146,6 @@ class Pipeline:
         return path
 
 
-def _deleted(name: str, future: Future[None]) -> bool:
-    try:
-        future.result(timeout=ADMIN_TIMEOUT_S)
-    except (KafkaException, TimeoutError) as exc:
-        _log.warning("could not delete %s: %s", name, exc)
-        return False
-    return True
-
-
 @contextmanager
 def pipeline(bootstrap: str, tmp: Path, *, partitions: int = 3, **env: str) -> Iterator[Pipeline]:
     """A provisioned namespace; on leaving, its workers are stopped and its topics deleted."""
@@ -255,3 +215,17 @@ def by_request(events: Iterable[E]) -> dict[str, list[E]]:
 
 def _of_request(event: Event) -> bool:
     return not isinstance(event, ResponseDelivered) or event.is_final
+
+
+def answered_without_gaps(
+    ids: set[str], responses: Iterable[ResponseDelivered], tasks: Iterable[TaskAssigned]
+) -> tuple[dict[str, list[ResponseDelivered]], dict[str, set[int]]]:
+    """The final responses of ``ids`` and the task rounds, by request; fails unless every
+    request got a final answer and no request skipped a round."""
+    answers = {rid: rs for rid, rs in by_request(responses).items() if rid in ids}
+    assert set(answers) == ids, "every request got a final answer"
+    rounds = {rid: {t.round for t in ts} for rid, ts in by_request(tasks).items()}
+    for rid in answers:
+        got = rounds[rid]
+        assert got == set(range(1, max(got) + 1)), f"{rid} skipped a round: {got}"
+    return answers, rounds
