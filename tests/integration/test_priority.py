@@ -2,8 +2,10 @@
 low-priority ones are served before most of it, also by a worker started after a crash.
 
 The worker has one model-call slot and its model is a real OpenAI-compatible server on
-loopback that holds every answer until the test opens a gate, so the backlog is built
-deterministically; what is asserted is the order of service, not wall time.
+loopback that holds every answer until the test lets it go, so the backlog is built
+deterministically. Answers are let go either all at once or one per delivered response, so
+the order of the responses is the order of service, not a race between partitions
+downstream; what is asserted is that order, not wall time.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -31,11 +35,14 @@ _TAG = re.compile(r"\b(low|high)-(\d+)\b")
 
 
 class GatedModel:
-    """Answers chat completions only once ``gate`` is set; notes the tag of each prompt
-    (``low-3``, ``high-0``) in the order the calls arrive."""
+    """Answers chat completions only once ``open()`` was called, or one call per
+    ``release()``; notes the tag of each prompt (``low-3``, ``high-0``) in the order the
+    calls arrive."""
 
     def __init__(self) -> None:
-        self.gate = asyncio.Event()
+        self.opened = False
+        self.permits = 0
+        self.changed = asyncio.Event()
         self.calls: list[str] = []
         self.arrived = asyncio.Event()
         app = web.Application()
@@ -48,9 +55,38 @@ class GatedModel:
         found = _TAG.search(text)
         self.calls.append(found.group(0) if found else "other")
         self.arrived.set()
-        await self.gate.wait()
+        while not (self.opened or self.permits):
+            self.changed.clear()
+            await self.changed.wait()
+        if not self.opened:
+            self.permits -= 1
         reply = completion("Its capital city is the largest city of that country.")
         return web.Response(body=reply.body, content_type="application/json")
+
+    def open(self) -> None:
+        self.opened = True
+        self.changed.set()
+
+    def release(self) -> None:
+        self.permits += 1
+        self.changed.set()
+
+
+def one_answer_per_response(model: GatedModel, ids: set[str]) -> Callable[[list[Any]], bool]:
+    """A ``read_until`` predicate that lets the model answer one more call each time a
+    further request of ``ids`` got its final response; done when all of them have."""
+    model.release()
+    released = 1
+
+    def done(events: list[Any]) -> bool:
+        nonlocal released
+        answered = len(ids & {e.request_id for e in events if e.is_final})
+        while released <= answered and released < len(ids):
+            model.release()
+            released += 1
+        return answered == len(ids)
+
+    return done
 
 
 def waiting_tasks(port: int) -> dict[str, float]:
@@ -122,22 +158,25 @@ async def test_high_priority_requests_overtake_an_earlier_low_priority_backlog(
             start_worker(p, model, metrics_port)
             async with GuardianClient(p.kafka) as client:
                 lows, highs = await backlog(p, client, model, metrics_port)
-                model.gate.set()
                 responses = await read_until(
-                    p, topics.RESPONSES, ResponseDelivered, covers(lows | highs), timeout_s=120
+                    p,
+                    topics.RESPONSES,
+                    ResponseDelivered,
+                    one_answer_per_response(model, lows | highs),
+                    timeout_s=240,
                 )
                 high_lane = await read_until(p, topics.TASKS_HIGH, TaskAssigned, bool, timeout_s=0)
                 low_lane = await read_until(p, topics.TASKS_LOW, TaskAssigned, bool, timeout_s=0)
 
     assert {t.request_id for t in high_lane} == highs, "high tasks went to the high lane"
     assert {t.request_id for t in low_lane} == lows
-    finished = [r.request_id for r in sorted(responses, key=lambda r: r.occurred_at)]
+    finals = [r for r in responses if r.is_final]
+    finished = [r.request_id for r in sorted(finals, key=lambda r: r.occurred_at)]
     assert len(finished) == LOWS + HIGHS, "one response per request"
-    for rid in highs:
-        lows_after = sum(other in lows for other in finished[finished.index(rid) :])
-        assert lows_after >= LOWS - 4, (
-            f"a high-priority request waited behind the backlog: {finished}"
-        )
+    assert finished[0] in lows, "the low task already in the slot finished first"
+    assert highs <= set(finished[: 1 + HIGHS + 2]), (
+        f"a high-priority request waited behind the backlog: {finished}"
+    )
     assert model.calls[0].startswith("low"), model.calls
     assert_highs_first(model.calls)
     assert len(model.calls) == LOWS + HIGHS, "each task called the model once"
@@ -158,7 +197,7 @@ async def test_the_lanes_outlive_a_crashed_worker(kafka_bootstrap: str, tmp_path
                 start_worker(p, model, second_port := free_port())
                 await asyncio.wait_for(model.arrived.wait(), timeout=120)
                 await wait_saturated(p, second_port)
-                model.gate.set()
+                model.open()
                 responses = await read_until(
                     p, topics.RESPONSES, ResponseDelivered, covers(lows | highs), timeout_s=120
                 )
