@@ -110,23 +110,38 @@ class SameLoopConsumer(driver.Consumer):
         result: int | None = super()._new_offset(tp)
         return result
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Never count offsets the read position jumped over as finished.
+
+        faust takes a jump in the offsets it hands out for records that do not exist
+        (compacted away, transaction markers) and commits over them as if acked. Our
+        source topics have neither, so a jump means records were skipped: a batch
+        fetched before a rebalance and handed out after the seek to the committed
+        offset moves the read position past records not yet read again. Those records
+        must hold the commit back until they are read (see ``passed_over``), not be
+        committed unread, which lost them when the partition moved on."""
+        _log.info(
+            "%s: the read position jumped to %d; records from %d are read again before "
+            "a commit passes them",
+            tp,
+            offset_to,
+            offset_from,
+        )
+
     async def perform_seek(self) -> None:
-        """Seek to the committed offsets, and where a partition has none yet (a new
-        group, or one whose owner died before committing it), take the partition's
-        earliest offset as its committed one: reading starts there (the consumer resets
-        to the earliest offset), and without it faust would commit any finished run,
-        past records still unread."""
+        """Seek to the committed offsets, then take each partition's earliest offset as
+        its committed one where that is later (a new group, an owner that died before
+        its first commit, or records removed by retention): reading starts there (the
+        consumer resets to the earliest offset), and without it faust would commit any
+        finished run, past records still unread, or (retention) none ever again."""
         await super().perform_seek()
         changelogs = set(self.app.tables.changelog_topics)
-        missing = [
-            tp
-            for tp in self.assignment()
-            if tp.topic not in changelogs and self._committed_offset[tp] is None
-        ]
-        if not missing:
+        sources = [tp for tp in self.assignment() if tp.topic not in changelogs]
+        if not sources:
             return
-        for tp, start in (await self.earliest_offsets(*missing)).items():
-            if self._committed_offset[tp] is None and start is not None:
+        for tp, start in (await self.earliest_offsets(*sources)).items():
+            committed = self._committed_offset[tp]
+            if start is not None and (committed is None or committed < start):
                 self._committed_offset[tp] = start
 
     def passed_over(self) -> dict[TP, int]:

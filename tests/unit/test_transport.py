@@ -95,6 +95,14 @@ def test_a_commit_never_passes_the_record_at_the_committed_offset(
     assert consumer_with(committed, acked)._new_offset(TP_) == expected
 
 
+async def test_offsets_jumped_over_are_not_taken_as_finished() -> None:
+    """A batch handed out after a rebalance's seek jumps the read position from the
+    committed 10 to 20: 11-19 were not read, so the commit stops at them."""
+    consumer = consumer_with(10, [10, 20])
+    await consumer._add_gap(TP_, 11, 20)
+    assert consumer._new_offset(TP_) == 11
+
+
 def test_the_producer_is_idempotent() -> None:
     producer = object.__new__(transport.IdempotentProducer)
     producer.app = SimpleNamespace(in_transaction=False)  # type: ignore[assignment]
