@@ -48,9 +48,7 @@ async def handle(rt: Runtime, record: Record) -> None:
     if record.partition != home:
         # Produced with another partitioner: move it where its request_id's other
         # events (and its table entry) live, then handle it there.
-        await rt.topic(topics.REQUESTS).send(
-            key=event.request_id.encode(), value=record.value, partition=home
-        )
+        await rt.forward(topics.REQUESTS, event.request_id.encode(), record.value, home)
         return
     known = load_state(rt, event.request_id)
     marker = load_marker(rt, event.request_id) if known is None else None

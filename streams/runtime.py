@@ -141,14 +141,24 @@ class Runtime:
         spec = topics.BY_RECORD[event.record_name]
         if isinstance(event, TaskAssigned):
             spec = lane_topic(event.priority, self.settings.worker.priority_lanes)
-        acked = await self.app.producer.send(
-            self._name(spec),
-            event.request_id.encode(),
-            self.codec.encode(event),
-            None,
-            None,
-            headers,
+        await self._send(
+            self._name(spec), event.request_id.encode(), self.codec.encode(event), None, headers
         )
+
+    async def forward(self, spec: TopicSpec, key: bytes, value: bytes, partition: int) -> None:
+        """Send a record as it is to one partition of ``spec``, acknowledged like
+        ``emit``'s sends."""
+        await self._send(self._name(spec), key, value, partition, None)
+
+    async def _send(
+        self,
+        name: str,
+        key: bytes,
+        value: bytes,
+        partition: int | None,
+        headers: dict[str, bytes] | None,
+    ) -> None:
+        acked = await self.app.producer.send(name, key, value, partition, None, headers)
         pending = _PENDING.get()
         if pending is None:
             await acked

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
+from connectors import kafka_connect
 from connectors.admin import ensure_topics
 from connectors.client import GuardianClient
+from connectors.kafka import partition_for
 from schemas import topics
 from schemas.codec import Codec
 from schemas.request_events import (
@@ -21,6 +24,7 @@ from schemas.request_events import (
     ResponseDelivered,
     TaskAssigned,
 )
+from schemas.topics import TopicSpec
 from tests.integration.harness import (
     Pipeline,
     answered_without_gaps,
@@ -358,3 +362,65 @@ async def test_a_task_without_a_verdict_is_assigned_again(
     assert response.status == "passed"
     assert response.rounds == 2, "the stuck call timed out; the next round answered"
     assert response.latency_ms < 30_000, "not held for the stuck call's full 30 s"
+
+
+async def test_a_request_on_another_partition_is_moved_home_and_answered_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A producer with another partitioner (or an explicit partition) puts a request
+    where its request id's other events do not live: intake moves it to its home
+    partition, acknowledged before the original's offset is committed, and answers it
+    there once."""
+    question, good = QA[1]
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        script = p.write_script({"moved": [{"answer": good}]})
+        p.start_worker(GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_MODEL_SCRIPT_PATH=str(script))
+        await wait_ready(p)
+        request = RequestSubmitted(
+            event_id=uuid.uuid4().hex,
+            request_id=uuid.uuid4().hex,
+            occurred_at=datetime.now(tz=UTC),
+            prompt=f"[[script:moved]] {question}",
+        )
+        home = partition_for(request.request_id.encode(), 3)
+        producer = kafka_connect.producer(p.kafka)
+        await kafka_connect.start(producer, p.kafka)
+        try:
+            await producer.send_and_wait(
+                p.topic(topics.REQUESTS),
+                key=request.request_id.encode(),
+                value=Codec().encode(request),
+                partition=(home + 1) % 3,
+            )
+        finally:
+            await kafka_connect.stop(producer)
+        responses = await read_until(
+            p, topics.RESPONSES, ResponseDelivered, covers({request.request_id}), timeout_s=60
+        )
+        copies = [
+            partition
+            for partition, value in await records_of(p, topics.REQUESTS)
+            if value == Codec().encode(request)
+        ]
+    assert sorted(copies) == sorted([home, (home + 1) % 3]), "moved as it was, once"
+    [answer] = by_request(responses)[request.request_id]
+    assert (answer.status, answer.content) == ("passed", good)
+
+
+async def records_of(p: Pipeline, spec: TopicSpec) -> list[tuple[int, bytes]]:
+    """Every record of ``spec`` now, as (partition, value)."""
+    name = p.topic(spec)
+    consumer = kafka_connect.consumer(p.kafka)
+    await kafka_connect.start(consumer, p.kafka)
+    try:
+        parts = [TopicPartition(name, i) for i in range(3)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found: list[tuple[int, bytes]] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [(r.partition, r.value) for rs in batch.values() for r in rs]
+        return found
+    finally:
+        await kafka_connect.stop(consumer)
