@@ -43,7 +43,9 @@ _AUTH_FAILURES = (
     UnsupportedSaslMechanismError,
 )
 _PROBE_TIMEOUT_MS = 10_000
-_CLOSE_WAIT_S = 1.0
+_CLOSE_WAIT_S = 10.0
+"""How long a probe waits for its connection to close: a TLS session ends only once the
+broker answered the close, which a busy broker can take a while to do."""
 _CLOSE_STEPS = 3
 _WAIT_S = (1.0, 15.0)
 """First and longest pause between tries while waiting for a broker to come up."""
@@ -73,7 +75,7 @@ async def start(client: _Startable, settings: KafkaSettings) -> None:
     try:
         await client.start()
     except (KafkaError, OSError, TimeoutError) as exc:
-        await _close(client)
+        await stop(client)
         raise await diagnose(settings, exc) from exc
 
 
@@ -82,6 +84,11 @@ async def stop(client: object) -> None:
     closes in steps (the session, then the socket), and a loop that ends right after
     would leave the last step undone."""
     await _close(client)
+    await _settle()
+
+
+async def _settle() -> None:
+    """Let the loop run the transport closes already scheduled."""
     for _ in range(_CLOSE_STEPS):
         await asyncio.sleep(0)
 
@@ -107,7 +114,7 @@ async def probe(settings: KafkaSettings, host: str, port: int) -> None:
     cfg.pop("bootstrap_servers")
     where = f"{host}:{port}"
     try:
-        conn = await create_conn(host, port, request_timeout_ms=_PROBE_TIMEOUT_MS, **cfg)
+        conn = await _connect(host, port, cfg)
     except ssl.SSLCertVerificationError as exc:
         raise _untrusted(where, exc) from None
     except ssl.SSLError as exc:
@@ -135,6 +142,14 @@ async def probe(settings: KafkaSettings, host: str, port: int) -> None:
     finally:
         # The socket is released once the loop has run the transport's close.
         await asyncio.wait([conn.close()], timeout=_CLOSE_WAIT_S)
+
+
+async def _connect(host: str, port: int, cfg: dict[str, Any]) -> Any:
+    try:
+        return await create_conn(host, port, request_timeout_ms=_PROBE_TIMEOUT_MS, **cfg)
+    except BaseException:
+        await _settle()  # a failed handshake closes its socket on a later turn of the loop
+        raise
 
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
