@@ -121,11 +121,11 @@ class SameLoopConsumer(driver.Consumer):
         must hold the commit back until they are read (see ``passed_over``), not be
         committed unread, which lost them when the partition moved on."""
         _log.info(
-            "%s: the read position jumped to %d; records from %d are read again before "
-            "a commit passes them",
+            "%s: the read position jumped from %d to %d; the records between are read "
+            "again before a commit passes them",
             tp,
+            offset_from - 1,
             offset_to,
-            offset_from,
         )
 
     async def perform_seek(self) -> None:
