@@ -44,6 +44,12 @@ def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     chaos.add_argument("--drain", type=float, default=240.0, help="seconds to wait for answers")
     chaos.add_argument("--seed", type=int, default=14)
     chaos.add_argument("--keep-topics", action="store_true", help="do not delete the topics")
+    chaos.add_argument(
+        "--static-membership",
+        action="store_true",
+        help="give each worker slot its own GUARDIAN_WORKER_INSTANCE_ID, kept across "
+        "restarts (as a StatefulSet would)",
+    )
     chaos.add_argument("--out", type=Path, help="logs (default .run/chaos/<time>)")
     chaos.set_defaults(handler=_chaos)
 
@@ -69,6 +75,7 @@ def _plan(args: argparse.Namespace, out: Path) -> ChaosPlan:
         drain_s=args.drain,
         seed=args.seed,
         keep_topics=args.keep_topics,
+        static_membership=args.static_membership,
     )
 
 
@@ -102,6 +109,10 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
 def summary(report: Report, timeline: Timeline) -> list[str]:
     """The checker's report, its last line exactly ``Report.last_line``."""
     lines = [
@@ -109,10 +120,14 @@ def summary(report: Report, timeline: Timeline) -> list[str]:
         f"dead letters: {report.dead_letters}",
         f"model calls: {report.model_calls} for {report.tasks} tasks",
         f"latency (s): {report.latency_s}",
-        f"baseline p99 (s): {report.baseline_p99_s}",
+        f"baseline p99 (s): {_rounded(report.baseline_p99_s)}",
     ]
     for r in report.recoveries:
-        took = "not recovered before the next fault" if r.seconds is None else f"{r.seconds:g}s"
+        took = (
+            f"not recovered in the {r.had_s:g}s before {r.before}"
+            if r.seconds is None
+            else f"{r.seconds:g}s"
+        )
         at = r.fault.started - timeline.t0
         lines.append(f"recovery after {r.fault.kind} at t+{at:.0f}s: {took}")
     if report.lost:

@@ -50,6 +50,11 @@ class Recovery:
     seconds: float | None
     """From the fault's end until a window's p99 is back (None: not before the next fault
     or the end of the run)."""
+    had_s: float = 0.0
+    """From the fault's end to the next fault's start (or the last request sent): the
+    time there was to recover in."""
+    before: str = "the next fault"
+    """What ended the time there was: the next fault, or the end of the load."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,11 @@ def recoveries(
     last_sent = max(sent.values(), default=0.0)
     out = []
     for i, fault in enumerate(ordered):
-        until = ordered[i + 1].started if i + 1 < len(ordered) else last_sent
-        out.append(Recovery(fault, _recovered_after(sent, latencies, fault.ended, until, baseline)))
+        last = i + 1 == len(ordered)
+        until = last_sent if last else ordered[i + 1].started
+        took = _recovered_after(sent, latencies, fault.ended, until, baseline)
+        before = "the end of the load" if last else "the next fault"
+        out.append(Recovery(fault, took, round(max(0.0, until - fault.ended), 1), before))
     return out
 
 

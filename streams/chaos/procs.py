@@ -34,17 +34,23 @@ class Workers:
     env: dict[str, str]
     out: Path
     count: int
+    static_membership: bool = False
+    """Each slot keeps one group instance id across restarts: a replacement that joins
+    within the session timeout takes its slot's partitions back with no rebalance."""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: int = 0
     exited_by_themselves: int = 0
 
     def start_all(self) -> None:
-        self.procs = [self._spawn() for _ in range(self.count)]
+        self.procs = [self._spawn(slot) for slot in range(self.count)]
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, slot: int) -> subprocess.Popen[bytes]:
         self.started += 1
         n = self.started
         env = self.env | {"GUARDIAN_WORKER_DATA_DIR": str(self.out / f"worker-data-{n}")}
+        if self.static_membership:
+            namespace = self.settings.kafka.topic_namespace
+            env["GUARDIAN_WORKER_INSTANCE_ID"] = f"{namespace}-worker-{slot}"
         cmd = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
         cmd += ["--namespace", self.settings.kafka.topic_namespace]
         return spawn(cmd, self.out / f"worker-{n}.log", env)
@@ -52,13 +58,13 @@ class Workers:
     def kill_one(self, index: int) -> None:
         """SIGKILL worker ``index`` and start its replacement at once."""
         kill(self.procs[index])
-        self.procs[index] = self._spawn()
+        self.procs[index] = self._spawn(index)
 
     def replace_exited(self) -> int:
         """Restart the workers that exited without being killed; how many there were."""
         exited = [i for i, p in enumerate(self.procs) if p.poll() is not None]
         for i in exited:
-            self.procs[i] = self._spawn()
+            self.procs[i] = self._spawn(i)
         self.exited_by_themselves += len(exited)
         return len(exited)
 

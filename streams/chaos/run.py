@@ -50,6 +50,8 @@ class ChaosPlan:
     seed: int = 14
     keep_topics: bool = False
     """Leave the namespace's topics for inspection instead of deleting them."""
+    static_membership: bool = False
+    """Each worker slot keeps one group instance id across restarts."""
     worker_env: dict[str, str] = field(default_factory=dict)
     """Settings the workers get on top of the run's own (``GUARDIAN_*`` names)."""
 
@@ -89,7 +91,11 @@ async def run_chaos(
     with namespace(settings, "chaos", plan.partitions) as scoped:
         async with ModelServer(plan.latency_s) as model:
             workers = Workers(
-                scoped, worker_env(scoped, model.base_url, plan), plan.out, plan.workers
+                scoped,
+                worker_env(scoped, model.base_url, plan),
+                plan.out,
+                plan.workers,
+                static_membership=plan.static_membership,
             )
             workers.start_all()
             try:

@@ -159,8 +159,20 @@ def test_a_fault_never_recovered_from_says_so() -> None:
     sent = {f"r{i}": float(i) for i in range(40)}
     answers = [Answer(response(rid), at + (0.5 if at < 20 else 9.0)) for rid, at in sent.items()]
     fault = Fault(schedule.WORKER_KILL, started=20.0, ended=21.0)
-    assert [r.seconds for r in check(Observed(sent, answers, [], [], 0, [fault])).recoveries] == [
-        None
+    [recovery] = check(Observed(sent, answers, [], [], 0, [fault])).recoveries
+    assert recovery.seconds is None
+    assert (recovery.had_s, recovery.before) == (18.0, "the end of the load")
+
+
+def test_the_time_to_recover_in_ends_at_the_next_fault() -> None:
+    sent = {f"r{i}": float(i) for i in range(60)}
+    answers = [Answer(response(rid), at + (0.5 if at < 20 else 9.0)) for rid, at in sent.items()]
+    first = Fault(schedule.WORKER_KILL, started=20.0, ended=31.0)
+    second = Fault(schedule.WORKER_KILL, started=40.0, ended=52.0)
+    report = check(Observed(sent, answers, [], [], 0, [second, first]))
+    assert [(r.fault, r.seconds, r.had_s, r.before) for r in report.recoveries] == [
+        (first, None, 9.0, "the next fault"),
+        (second, None, 7.0, "the end of the load"),
     ]
 
 
