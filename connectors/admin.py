@@ -161,7 +161,9 @@ def delete_namespace(settings: KafkaSettings, timeout_s: float = 30.0) -> list[s
 
 def delete_namespace_groups(settings: KafkaSettings, timeout_s: float = 30.0) -> list[str]:
     """Delete the consumer groups named ``<namespace>.…`` (their members have stopped);
-    return the names deleted. A group that still has members is logged, not raised."""
+    return the names deleted. Static members do not leave a group when they stop, so a
+    group still holding members is tried again until ``timeout_s`` (their session
+    timeout ends them), then logged, not raised."""
     prefix = _namespace_prefix(settings)
     admin = AdminClient(settings.confluent())
     try:
@@ -173,8 +175,45 @@ def delete_namespace_groups(settings: KafkaSettings, timeout_s: float = 30.0) ->
     names = sorted(g.group_id for g in groups if g.group_id.startswith(prefix))
     if not names:
         return []
-    futures = admin.delete_consumer_groups(names, request_timeout=timeout_s)
-    return [name for name, future in futures.items() if _done(name, future, timeout_s)]
+    deadline = time.monotonic() + timeout_s
+    deleted: list[str] = []
+    while names:
+        futures = admin.delete_consumer_groups(names, request_timeout=timeout_s)
+        retry = time.monotonic() < deadline
+        names = []
+        for name, future in futures.items():
+            outcome = _deleted(name, future, timeout_s, retry_when_not_empty=retry)
+            if outcome is None:
+                names.append(name)
+            elif outcome:
+                deleted.append(name)
+        if names:
+            time.sleep(_GROUP_RETRY_S)  # waiting out the stopped members' session
+    return deleted
+
+
+_GROUP_RETRY_S = 1.0
+
+
+def _deleted(
+    name: str, future: Future[None], timeout_s: float, *, retry_when_not_empty: bool
+) -> bool | None:
+    """Whether the group was deleted; None when it still has members and may be tried
+    again."""
+    try:
+        future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if retry_when_not_empty and getattr(error, "code", lambda: None)() == (
+            KafkaError.NON_EMPTY_GROUP
+        ):
+            return None
+        _log.warning("could not delete %s: %s", name, exc)
+        return False
+    except TimeoutError as exc:
+        _log.warning("could not delete %s: %s", name, exc)
+        return False
+    return True
 
 
 def _namespace_prefix(settings: KafkaSettings) -> str:
