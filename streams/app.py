@@ -136,6 +136,7 @@ def create_app(settings: AppSettings) -> faust.App:
         broker_commit_interval=w.commit_interval_s,
         consumer_group_instance_id=w.instance_id,
         producer_linger=w.producer_linger_ms / 1000,
+        producer_request_timeout=w.producer_timeout_s,
         stream_buffer_maxsize=1024,
         table_cleanup_interval=timedelta(minutes=5).total_seconds(),
     )

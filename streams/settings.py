@@ -86,6 +86,12 @@ class WorkerSettings(BaseSettings):
     lag_interval_s: float = Field(default=5.0, gt=0)
     producer_linger_ms: float = Field(default=0.0, ge=0)
     """How long the producer waits to batch records: throughput for latency."""
+    producer_timeout_s: float = Field(default=1200.0, gt=0)
+    """How long a send may wait for the broker's acknowledgement (the producer retries
+    inside it). When it runs out, the stage handles the record again with backoff (a
+    transient error, never a dead letter). Table changelog writes share it, and faust
+    stops a worker whose changelog write fails, so keep it above the broker outages a
+    worker should ride out (faust's default, 20 minutes)."""
     priority_lanes: int = Field(default=3, ge=1, le=3)
     """Task lanes by request priority: 3 (high 7-9, normal 4-6, low 0-3), 2 (normal 5-9,
     low 0-4) or 1 (every task in the normal lane). Workers serve every lane topic."""
