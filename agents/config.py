@@ -29,6 +29,12 @@ class GuardianPolicy(_Frozen):
     full_alignment: float = Field(default=0.6, ge=-1.0, le=1.0)
     """Cosine similarity that scores 1.0."""
     min_words: int = Field(default=3, ge=0)
+    min_new_words: int = Field(default=1, ge=0)
+    """Distinct content words an answer must add to the question; fewer is an echo."""
+    min_new_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Share of an answer's content words that must be new to the question."""
+    echo_alignment: float = Field(default=0.95, ge=-1.0, le=1.0)
+    """Cosine similarity from which an answer that adds under half new words is an echo."""
     pii_check: bool = True
     leak_min_chars: int = Field(default=40, ge=8)
     weight_alignment: float = 0.5

@@ -16,6 +16,7 @@ from datetime import datetime
 from agents.config import GuardianPolicy
 from agents.ids import stable_id
 from agents.ports import Embedder, PiiDetector
+from agents.router import asked_in
 from schemas.request_events import GuardianScore, SpecialistAnswered, VerdictIssued
 
 _REFUSAL = re.compile(
@@ -65,7 +66,7 @@ def judge(answer: SpecialistAnswered, signals: Signals, policy: GuardianPolicy) 
         return _empty()
     parts = (
         _alignment(signals.alignment, policy),
-        _completeness(answer, policy),
+        _completeness(answer, signals, policy),
         _format(answer),
         _safety(answer, signals, policy),
     )
@@ -123,23 +124,86 @@ def _alignment(cosine: float, p: GuardianPolicy) -> _Part:
     )
 
 
-def _completeness(answer: SpecialistAnswered, p: GuardianPolicy) -> _Part:
+@dataclass(frozen=True)
+class Novelty:
+    """How much an answer says beyond the question: its content words (stop words and
+    words about asking and answering left out) that the question does not contain."""
+
+    words: int
+    new: int
+    distinct_new: int
+
+    @property
+    def share(self) -> float:
+        return self.new / self.words if self.words else 0.0
+
+
+def novelty(answer: str, question: str) -> Novelty:
+    asked = set(_content_words(question))
+    words = _content_words(answer)
+    new = [w for w in words if w not in asked]
+    return Novelty(words=len(words), new=len(new), distinct_new=len(set(new)))
+
+
+def _content_words(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _FILLER]
+
+
+def _stem(word: str) -> str:
+    """Plural and third-person endings off, so "sunsets" matches "sunset" and "cities"
+    matches "city"."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+_FILLER_WORDS = """a an the and or but if then so of to in on at by for with from as is are was were
+    be been being it its this that these those there here what which who whom whose when
+    where why how do does did done can could would should will shall may might must i
+    you he she we they me him her us them my your his our their not no yes than too
+    very just also about into over under again more most some any each all both other
+    such only own same one s t answer answers answered question questions ask asks asked
+    asking reply replies respond response say says said tell told"""
+_FILLER = frozenset(_FILLER_WORDS.split())
+
+
+def _completeness(answer: SpecialistAnswered, s: Signals, p: GuardianPolicy) -> _Part:
     words = len(_WORD.findall(answer.content))
     truncated = answer.finish_reason == "length"
+    said = novelty(answer.content, asked_in(answer.instruction))
+    echo = (
+        said.distinct_new < p.min_new_words
+        or said.share < p.min_new_share
+        or (s.alignment >= p.echo_alignment and said.share < 0.5)
+    )
     score = _clamp(words / max(p.min_words * 3, 1))
     if truncated:
         score = min(score, 0.5)
-    ok = words >= p.min_words and not truncated
-    detail = f"words={words}" + (" truncated" if truncated else "")
+    if echo:
+        score = min(score, said.share)
+    ok = words >= p.min_words and not truncated and not echo
+    detail = (
+        f"words={words} new={said.distinct_new} new_share={said.share:.2f}"
+        + (" truncated" if truncated else "")
+        + (" echo" if echo else "")
+    )
     gs = GuardianScore(guardian="completeness", score=round(score, 6), passed=ok, detail=detail)
     if ok:
         return _Part(gs)
-    fix = (
-        "The answer was cut off; give a complete but shorter answer."
-        if truncated
-        else "The answer is too short; give a complete answer."
-    )
-    return _Part(gs, ("incomplete",), fix)
+    if truncated:
+        return _Part(
+            gs, ("incomplete",), "The answer was cut off; give a complete but shorter answer."
+        )
+    if echo:
+        return _Part(
+            gs,
+            ("echo",),
+            f"The answer mostly restates the question ({said.distinct_new} new content "
+            f"words, {said.share:.0%} of its words); answer it with the facts asked for.",
+        )
+    return _Part(gs, ("incomplete",), "The answer is too short; give a complete answer.")
 
 
 def _format(answer: SpecialistAnswered) -> _Part:

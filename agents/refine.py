@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
-from agents.router import Complexity, Plan, Subtask, synthesis_instruction
+from agents.router import EARLIER_RESULTS, Complexity, Plan, Subtask, synthesis_instruction
 from agents.specialists import profile_for
 from schemas.envelope import Millis
 from schemas.request_events import (
@@ -318,7 +318,7 @@ def _with_results(state: RequestState, run: SubtaskRun) -> str:
     if run.specialist == "synthesis":
         return synthesis_instruction(state.prompt, results)
     notes = "\n\n".join(f"[{sid}]\n{text or '(no answer)'}" for sid, text in results.items())
-    return f"{run.instruction}\n\nResults of the earlier steps:\n{notes}"
+    return f"{run.instruction}{EARLIER_RESULTS}{notes}"
 
 
 def _task(

@@ -375,9 +375,25 @@ def synthesis_instruction(
     )
     return (
         f"Write one answer to the original request using the notes below. "
-        f"{_combine_rule(ids)}\n\nOriginal request:\n{original_prompt}\n\n"
-        f"Notes:\n{notes}"
+        f"{_combine_rule(ids)}{_ORIGINAL}{original_prompt}{_NOTES}{notes}"
     )
+
+
+_ORIGINAL = "\n\nOriginal request:\n"
+_NOTES = "\n\nNotes:\n"
+EARLIER_RESULTS = "\n\nResults of the earlier steps:\n"
+"""Where a dependent subtask's instruction ends and the results it builds on begin."""
+
+
+def asked_in(instruction: str) -> str:
+    """What a task's instruction asks, without the notes or earlier results it carries
+    (an answer may repeat those; it should not merely repeat the question)."""
+    start = instruction.find(_ORIGINAL)
+    if start >= 0:
+        start += len(_ORIGINAL)
+        end = instruction.find(_NOTES, start)
+        return instruction[start : end if end >= 0 else None]
+    return instruction.split(EARLIER_RESULTS, 1)[0]
 
 
 def _note_order(subtask: str) -> tuple[int, int, str]:

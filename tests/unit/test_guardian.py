@@ -11,6 +11,7 @@ from agents.config import GuardianPolicy, SpecialistProfile
 from agents.guardian import Signals, judge, leaked, measure, verdict_for
 from agents.ids import stable_id
 from agents.ports import PiiDetector, PiiFinding
+from agents.router import synthesis_instruction
 from connectors.embeddings import HashingEmbedder
 from schemas.request_events import SpecialistAnswered
 
@@ -91,11 +92,11 @@ def test_alignment_score_rises_from_min_to_full_alignment(
 @pytest.mark.parametrize(
     ("content", "finish_reason", "score", "passed"),
     [
-        pytest.param("Bake it.", "stop", 2 / 9, False, id="two-words"),
+        pytest.param("Knead it.", "stop", 2 / 9, False, id="two-words"),
         pytest.param("Bake it hot.", "stop", 3 / 9, True, id="min-words"),
         pytest.param(GOOD, "stop", 1.0, True, id="long-enough"),
         pytest.param(GOOD, "length", 0.5, False, id="cut-off"),
-        pytest.param("Bake", "length", 1 / 9, False, id="short-and-cut-off"),
+        pytest.param("Knead", "length", 1 / 9, False, id="short-and-cut-off"),
     ],
 )
 def test_completeness_counts_words_and_truncation(
@@ -121,7 +122,84 @@ def test_a_cut_off_answer_is_incomplete() -> None:
     assert not result.passed
     assert result.failure_classes == ("incomplete",)
     assert "cut off" in result.critique
-    assert result.scores[1].detail == "words=31 truncated"
+    assert result.scores[1].detail == "words=31 new=18 new_share=0.95 truncated"
+
+
+@pytest.mark.parametrize(
+    ("question", "content"),
+    [
+        pytest.param(
+            "Why is the sky blue, and why are sunsets red?",
+            "The answer to this question is: The sky is blue and the answer to the "
+            "question about sunsets is that they are red.",
+            id="restated",
+        ),
+        pytest.param(
+            "What is the capital of France?",
+            "You asked what the capital of France is, and that is the question.",
+            id="echo",
+        ),
+        pytest.param(
+            "Give the capital cities of Spain and Italy as JSON.",
+            '{"spain": "capital city", "italy": "capital city"}',
+            id="empty-json",
+        ),
+    ],
+)
+def test_an_answer_that_only_restates_the_question_fails_completeness(
+    question: str, content: str
+) -> None:
+    result = judge(answer(instruction=question, content=content), CLEAN, POLICY)
+    assert not result.passed
+    assert result.failure_classes == ("echo",)
+    assert "restates the question (0 new content words" in result.critique
+    assert result.scores[1].score == 0.0
+
+
+@pytest.mark.parametrize(
+    ("question", "content"),
+    [
+        ("What is the capital of France?", "The capital of France is Paris."),
+        (
+            "Give the capital cities of Spain and Italy as JSON.",
+            '{"Spain": "Madrid", "Italy": "Rome"}',
+        ),
+        (
+            "What is the boiling point of water at sea level?",
+            "Water boils at 100 degrees Celsius at sea level.",
+        ),
+    ],
+)
+def test_a_short_answer_that_adds_the_fact_asked_for_is_no_echo(
+    question: str, content: str
+) -> None:
+    result = judge(answer(instruction=question, content=content), CLEAN, POLICY)
+    assert result.scores[1].passed, result.scores[1].detail
+
+
+def test_an_answer_nearly_identical_in_meaning_and_mostly_restating_is_an_echo() -> None:
+    content = "To bake bread at home, knead dough and bake the bread in a hot oven."
+    close = Signals(alignment=0.97, new_pii=())
+    assert judge(answer(content=content), CLEAN, POLICY).scores[1].passed
+    result = judge(answer(content=content), close, POLICY)
+    assert result.failure_classes == ("echo",)
+
+
+def test_a_synthesis_may_repeat_its_notes_but_not_only_the_request() -> None:
+    notes = {"facts": "Paris has been the capital of France since 987."}
+    instruction = synthesis_instruction("What is the capital of France?", notes)
+    from_notes = judge(
+        answer(instruction=instruction, content="Paris has been the capital since 987."),
+        CLEAN,
+        POLICY,
+    )
+    assert from_notes.scores[1].passed
+    echo = judge(
+        answer(instruction=instruction, content="The capital of France is the question."),
+        CLEAN,
+        POLICY,
+    )
+    assert echo.failure_classes == ("echo",)
 
 
 @pytest.mark.parametrize(
