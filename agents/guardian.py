@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from agents import constraints
 from agents.config import GuardianPolicy
 from agents.ids import stable_id
 from agents.ports import Embedder, PiiDetector
@@ -77,12 +78,15 @@ def judge(answer: SpecialistAnswered, signals: Signals, policy: GuardianPolicy) 
         policy.weight_safety,
     )
     score = sum(w * p.score.score for w, p in zip(weights, parts, strict=True)) / sum(weights)
-    hard_fail = any(not p.score.passed for p in parts)
+    # Constraints the request states are a gate only: they leave the weighted score as
+    # it was, and their score is listed after the four weighted ones.
+    gates = parts + _constraints(answer)
+    hard_fail = any(not p.score.passed for p in gates)
     passed = not hard_fail and score >= policy.pass_threshold
-    failures = tuple(c for p in parts for c in p.classes)
+    failures = tuple(c for p in gates for c in p.classes)
     if not passed and not failures:
         failures = ("low_score",)
-    critique = " ".join(p.fix for p in parts if p.fix)
+    critique = " ".join(p.fix for p in gates if p.fix)
     if not passed and not critique:
         critique = (
             f"The answer scored {score:.2f}, below the bar of {policy.pass_threshold:.2f}: "
@@ -91,7 +95,7 @@ def judge(answer: SpecialistAnswered, signals: Signals, policy: GuardianPolicy) 
     return Assessment(
         passed=passed,
         score=round(score, 6),
-        scores=tuple(p.score for p in parts),
+        scores=tuple(p.score for p in gates),
         critique="" if passed else critique,
         failure_classes=() if passed else failures,
     )
@@ -204,6 +208,40 @@ def _completeness(answer: SpecialistAnswered, s: Signals, p: GuardianPolicy) -> 
             f"words, {said.share:.0%} of its words); answer it with the facts asked for.",
         )
     return _Part(gs, ("incomplete",), "The answer is too short; give a complete answer.")
+
+
+ANSWERING_SUBTASKS = frozenset({"main", "synthesis"})
+"""The subtasks whose answer becomes the response: the request's constraints apply to
+them, not to the notes a decomposed request gathers first."""
+
+
+def _constraints(answer: SpecialistAnswered) -> tuple[_Part, ...]:
+    """The verifiable constraints the request states, checked exactly: a hard gate whose
+    critique names the numbers. JSON asked for through ``answer_format`` is the format
+    guardian's."""
+    if answer.subtask not in ANSWERING_SUBTASKS:
+        return ()
+    stated = constraints.stated_in(asked_in(answer.instruction))
+    if answer.answer_format == "json":
+        stated = tuple(c for c in stated if c.kind != "json")
+    if not stated:
+        return ()
+    checked = [constraints.check(c, answer.content) for c in stated]
+    failed = [c for c in checked if not c.passed]
+    met = len(checked) - len(failed)
+    detail = "; ".join(
+        f"{c.constraint.describe()} ({c.constraint.source}): {'met' if c.passed else c.found}"
+        for c in checked
+    )
+    gs = GuardianScore(
+        guardian="constraints",
+        score=round(met / len(checked), 6),
+        passed=not failed,
+        detail=detail,
+    )
+    if not failed:
+        return (_Part(gs),)
+    return (_Part(gs, ("constraint",), constraints.critique(failed)),)
 
 
 def _format(answer: SpecialistAnswered) -> _Part:

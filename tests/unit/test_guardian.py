@@ -470,3 +470,39 @@ def test_verdict_copies_the_answer_and_has_a_stable_id() -> None:
     )
     assert (verdict.threshold, verdict.guardian_version) == (0.7, "v7")
     assert verdict.occurred_at == T0 + timedelta(seconds=2)
+
+
+def test_a_constraint_the_request_states_is_a_gate_with_the_numbers_in_the_critique() -> None:
+    asked = "How do I bake bread at home? Answer in at most 10 words."
+    result = judge(answer(instruction=asked), CLEAN, POLICY)
+    assert not result.passed
+    assert result.score == 1.0, "the weighted score is the four guardians' alone"
+    assert result.failure_classes == ("constraint",)
+    assert "31 words; at most 10 words are allowed: cut 21 or more." in result.critique
+    gate = result.scores[-1]
+    assert (gate.guardian, gate.passed, gate.score) == ("constraints", False, 0.0)
+    assert gate.detail == "at most 10 words (prompt): 31 words"
+    short = judge(
+        answer(instruction=asked, content="Knead flour, water and yeast; bake hot."), CLEAN, POLICY
+    )
+    assert short.passed
+    assert short.scores[-1].detail == "at most 10 words (prompt): met"
+
+
+def test_constraints_apply_to_the_answering_subtask_only() -> None:
+    asked = "How do I bake bread at home? Answer in at most 10 words."
+    notes = judge(answer(instruction=asked, subtask="facts"), CLEAN, POLICY)
+    assert notes.passed
+    assert [s.guardian for s in notes.scores] == ["alignment", "completeness", "format", "safety"]
+
+
+def test_json_asked_through_the_answer_format_is_left_to_the_format_guardian() -> None:
+    asked = "Give the capital cities of Spain and Italy as JSON."
+    content = '{"Spain": "Madrid", "Italy": "Rome"}'
+    result = judge(answer(instruction=asked, content=content, answer_format="json"), CLEAN, POLICY)
+    assert [s.guardian for s in result.scores] == ["alignment", "completeness", "format", "safety"]
+    prose = judge(
+        answer(instruction=asked, content="Madrid and Rome are the capitals."), CLEAN, POLICY
+    )
+    assert prose.failure_classes == ("constraint",)
+    assert "The answer must be valid JSON" in prose.critique

@@ -1,0 +1,349 @@
+"""Verifiable constraints: requirements an answer can be checked against exactly.
+
+Users' prompts are full of them ("in at most 50 words", "answer in JSON", "end with
+'Is there anything else?'", "use exactly 3 bullet points"). ``stated_in`` finds the
+common ones in plain English; ``check`` decides each one on an answer and, when it
+fails, says by how much and what to change. Pure: no clock, no model, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal[
+    "json",
+    "words",
+    "sentences",
+    "paragraphs",
+    "bullets",
+    "keyword",
+    "forbidden",
+    "starts_with",
+    "ends_with",
+    "lowercase",
+    "uppercase",
+    "no_commas",
+    "regex",
+]
+Relation = Literal["at_least", "at_most", "exactly"]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One exactly checkable requirement. ``count`` and ``relation`` bound a count (of
+    words, sentences, paragraphs, bullets, or a keyword's occurrences); ``text`` is the
+    keyword, phrase or pattern."""
+
+    kind: Kind
+    relation: Relation = "exactly"
+    count: int = 0
+    text: str = ""
+    source: str = "prompt"
+    """Where it came from: ``prompt`` (stated in the request's text) or ``client``."""
+
+    def describe(self) -> str:
+        what = {
+            "json": "valid JSON",
+            "words": f"{_bound(self)} words",
+            "sentences": f"{_bound(self)} sentences",
+            "paragraphs": f"{_bound(self)} paragraphs",
+            "bullets": f"{_bound(self)} bullet points",
+            "keyword": f"'{self.text}' {_bound(self)} times",
+            "forbidden": f"no '{self.text}'",
+            "starts_with": f"starts with '{self.text}'",
+            "ends_with": f"ends with '{self.text}'",
+            "lowercase": "all lowercase",
+            "uppercase": "all uppercase",
+            "no_commas": "no commas",
+            "regex": f"matches /{self.text}/",
+        }[self.kind]
+        return what
+
+
+def _bound(c: Constraint) -> str:
+    return {"at_least": "at least", "at_most": "at most", "exactly": "exactly"}[c.relation] + (
+        f" {c.count}"
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    constraint: Constraint
+    passed: bool
+    found: str
+    """What the answer has (``58 words``)."""
+    fix: str = ""
+    """What to change, when it failed."""
+
+
+# --- checking -------------------------------------------------------------------------
+
+_WORDS = re.compile(r"\b[\w'’-]+\b", re.UNICODE)
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
+
+
+def word_count(text: str) -> int:
+    return len(_WORDS.findall(text))
+
+
+def sentence_count(text: str) -> int:
+    stripped = text.strip()
+    if not stripped:
+        return 0
+    ends = len(_SENTENCE_END.findall(stripped))
+    return ends + (0 if _SENTENCE_END.search(stripped[-1:] + " ") else 1)
+
+
+def paragraph_count(text: str) -> int:
+    return len([p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()])
+
+
+def bullet_count(text: str) -> int:
+    return len(_BULLET.findall(text))
+
+
+def keyword_count(text: str, keyword: str) -> int:
+    pattern = r"(?<!\w)" + re.escape(keyword.lower()) + r"(?!\w)"
+    return len(re.findall(pattern, text.lower()))
+
+
+_COUNTERS: dict[str, tuple[Callable[[str], int], str]] = {
+    "words": (word_count, "words"),
+    "sentences": (sentence_count, "sentences"),
+    "paragraphs": (paragraph_count, "paragraphs"),
+    "bullets": (bullet_count, "bullet points"),
+}
+
+
+def check(c: Constraint, answer: str) -> Checked:
+    """Whether ``answer`` meets ``c``; when not, what it has and what to change."""
+    if c.kind in _COUNTERS:
+        count, unit = _COUNTERS[c.kind]
+        return _counted(c, count(answer), unit)
+    if c.kind == "keyword":
+        return _counted(c, keyword_count(answer, c.text), f"times '{c.text}'", word=c.text)
+    if c.kind == "forbidden":
+        n = keyword_count(answer, c.text)
+        return Checked(c, n == 0, f"'{c.text}' {n} times", f"remove every '{c.text}'")
+    if c.kind == "json":
+        return _json(c, answer)
+    if c.kind == "starts_with":
+        ok = _plain(answer).startswith(_plain(c.text))
+        return Checked(c, ok, f"starts with '{answer.strip()[:30]}'", f"begin with '{c.text}'")
+    if c.kind == "ends_with":
+        ok = _plain(answer).endswith(_plain(c.text))
+        return Checked(c, ok, f"ends with '{answer.strip()[-30:]}'", f"end with exactly '{c.text}'")
+    if c.kind == "lowercase":
+        ok = answer == answer.lower()
+        return Checked(c, ok, "has capital letters", "write everything in lowercase letters")
+    if c.kind == "uppercase":
+        ok = answer == answer.upper()
+        return Checked(c, ok, "has lowercase letters", "write everything in capital letters")
+    if c.kind == "no_commas":
+        n = answer.count(",")
+        return Checked(c, n == 0, f"{n} commas", "remove every comma")
+    # regex
+    ok = re.search(c.text, answer) is not None
+    return Checked(c, ok, "no match", f"make the answer match /{c.text}/")
+
+
+def _counted(c: Constraint, n: int, unit: str, *, word: str = "") -> Checked:
+    found = f"'{word}' {n} times" if word else f"{n} {unit}"
+    if c.relation == "at_least":
+        ok, change = n >= c.count, f"add {c.count - n} or more"
+    elif c.relation == "at_most":
+        ok, change = n <= c.count, f"cut {n - c.count} or more"
+    else:
+        ok = n == c.count
+        change = f"add {c.count - n}" if n < c.count else f"cut {n - c.count}"
+    allowed = f"{_bound(c)} {'times' if word else unit} {'are' if not word else 'is'} required"
+    if c.relation == "at_most":
+        allowed = f"{_bound(c)} {'times' if word else unit} {'are' if not word else 'is'} allowed"
+    return Checked(c, ok, found, f"{found}; {allowed}: {change}")
+
+
+def _json(c: Constraint, answer: str) -> Checked:
+    try:
+        json.loads(answer)
+    except ValueError as exc:
+        return Checked(c, False, f"not valid JSON ({exc})", "answer with valid JSON only")
+    return Checked(c, True, "valid JSON")
+
+
+def _plain(text: str) -> str:
+    """Compared without case, surrounding space or quotes."""
+    return " ".join(text.strip().strip("\"'“”‘’").lower().split())
+
+
+def critique(failed: Iterable[Checked]) -> str:
+    """One sentence per failing constraint, naming the numbers."""
+    parts = []
+    for f in failed:
+        if f.constraint.kind in _COUNTERS or f.constraint.kind == "keyword":
+            parts.append(f"{f.fix[0].upper()}{f.fix[1:]}.")
+        else:
+            parts.append(f"The answer must be {f.constraint.describe()} ({f.found}): {f.fix}.")
+    return " ".join(parts)
+
+
+# --- finding constraints stated in a prompt -------------------------------------------
+
+_NUMBERS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "thirty": 30,
+    "fifty": 50,
+    "hundred": 100,
+    "once": 1,
+    "twice": 2,
+    "thrice": 3,
+}
+_NUM = r"(\d+|" + "|".join(k for k in _NUMBERS if k not in {"once", "twice", "thrice"}) + r")"
+_REL = (
+    r"(at least|no fewer than|not fewer than|a minimum of|minimum of|more than|over|"
+    r"at most|no more than|not more than|a maximum of|maximum of|fewer than|less than|"
+    r"under|up to|exactly|precisely)?\s*"
+)
+_UNITS: dict[str, Kind] = {
+    "word": "words",
+    "sentence": "sentences",
+    "paragraph": "paragraphs",
+    "bullet point": "bullets",
+    "bullet": "bullets",
+}
+_COUNT = re.compile(
+    r"\b"
+    + _REL
+    + _NUM
+    + r"[\s-]+(?:[a-z]+\s+)?(words?|sentences?|paragraphs?|bullet points?|bullets?)\b",
+    re.IGNORECASE,
+)
+_NOT_A_LIMIT = re.compile(r"\b(?:the|these|those|of|which|what)\s*$", re.IGNORECASE)
+"""A count after these words names things ("what do the two words mean"), not a limit."""
+_KEYWORD_TIMES = re.compile(
+    r"(?:include|use|mention|contain)s?\s+(?:the\s+(?:word|keyword|term)\s+)?"
+    r"[\"'“‘]([^\"'”’]{1,40})[\"'”’]\s+" + _REL + r"(\d+\s+times|once|twice|thrice|"
+    r"(?:one|two|three|four|five)\s+times)",
+    re.IGNORECASE,
+)
+_KEYWORD = re.compile(
+    r"(?:include|use|mention|contain)s?\s+the\s+(?:words?|keywords?|terms?)\s+"
+    r"[\"'“‘]([^\"'”’]{1,40})[\"'”’]",
+    re.IGNORECASE,
+)
+_FORBIDDEN = re.compile(
+    r"(?:do not|don't|never|without)\s+(?:use|using|mention|mentioning|say|saying|include|"
+    r"including)\s+the\s+(?:words?|keywords?|terms?)\s+[\"'“‘]([^\"'”’]{1,40})[\"'”’]",
+    re.IGNORECASE,
+)
+_ENDS = re.compile(
+    r"(?:end|finish|conclude)\s+(?:your\s+(?:answer|response|reply)\s+)?with\s+(?:the\s+"
+    r"(?:exact\s+)?(?:phrase|sentence|words?)\s+)?[\"“‘']([^\"”’]{1,80}?)[\"”’'](?=[\s.,;]|$)",
+    re.IGNORECASE,
+)
+_STARTS = re.compile(
+    r"(?:start|begin)\s+(?:your\s+(?:answer|response|reply)\s+)?with\s+(?:the\s+"
+    r"(?:exact\s+)?(?:phrase|sentence|words?)\s+)?[\"“‘']([^\"”’]{1,80}?)[\"”’'](?=[\s.,;]|$)",
+    re.IGNORECASE,
+)
+_JSON = re.compile(
+    r"\bas\s+(?:an?\s+)?(?:valid\s+)?json\b|\bin\s+(?:valid\s+)?json\s+format\b|"
+    r"\bjson\s+only\b|\bonly\s+(?:valid\s+)?json\b|"
+    r"\b(?:respond|answer|reply|output|return|write|format)\w*\s+(?:it\s+|your\s+\w+\s+)?"
+    r"(?:in|as|using)\s+(?:valid\s+)?json\b",
+    re.IGNORECASE,
+)
+"""JSON asked for as the answer's form ("as JSON", "in JSON format", "respond in JSON"),
+not JSON as a topic ("how do I parse dates in JSON?")."""
+_LOWER = re.compile(
+    r"\b(?:all\s+(?:in\s+)?lower\s*case|in\s+lower\s*case\s+letters|only\s+lower\s*case|"
+    r"no\s+capital\s+letters)\b",
+    re.IGNORECASE,
+)
+_UPPER = re.compile(
+    r"\b(?:all\s+(?:in\s+)?(?:upper\s*case|capital\s+letters|caps)|in\s+(?:all\s+)?"
+    r"capital\s+letters|only\s+(?:upper\s*case|capital\s+letters))\b",
+    re.IGNORECASE,
+)
+_NO_COMMAS = re.compile(
+    r"\b(?:no|without|avoid(?:ing)?|do not use|don't use|refrain from using)\s+(?:any\s+)?"
+    r"commas?\b",
+    re.IGNORECASE,
+)
+
+
+def stated_in(prompt: str) -> tuple[Constraint, ...]:
+    """The common constraints a prompt states in plain English, in a stable order."""
+    found: list[Constraint] = []
+    for m in _COUNT.finditer(prompt):
+        if not m.group(1) and _NOT_A_LIMIT.search(prompt[: m.start()]):
+            continue
+        unit = m.group(3).lower().rstrip("s")
+        kind = _UNITS["bullet point" if unit.startswith("bullet point") else unit]
+        relation, count = _bounded(m.group(1), _n(m.group(2)), kind)
+        found.append(Constraint(kind=kind, relation=relation, count=count))
+    for m in _KEYWORD_TIMES.finditer(prompt):
+        times = _n(m.group(3).lower().replace("times", "").strip())
+        relation, count = (
+            _bounded(m.group(2), times, "keyword") if m.group(2) else ("at_least", times)
+        )
+        found.append(Constraint("keyword", relation, count, m.group(1).strip()))
+    forbidden = list(_FORBIDDEN.finditer(prompt))
+    keyed = {c.text.lower() for c in found if c.kind == "keyword"}
+    for m in _KEYWORD.finditer(prompt):
+        inside_a_ban = any(f.start() <= m.start() < f.end() for f in forbidden)
+        if not inside_a_ban and m.group(1).strip().lower() not in keyed:
+            found.append(Constraint("keyword", "at_least", 1, m.group(1).strip()))
+    for m in forbidden:
+        found.append(Constraint("forbidden", text=m.group(1).strip()))
+    for m in _STARTS.finditer(prompt):
+        found.append(Constraint("starts_with", text=m.group(1).strip()))
+    for m in _ENDS.finditer(prompt):
+        found.append(Constraint("ends_with", text=m.group(1).strip()))
+    if _JSON.search(prompt):
+        found.append(Constraint("json"))
+    if _LOWER.search(prompt):
+        found.append(Constraint("lowercase"))
+    if _UPPER.search(prompt):
+        found.append(Constraint("uppercase"))
+    if _NO_COMMAS.search(prompt):
+        found.append(Constraint("no_commas"))
+    return tuple(dict.fromkeys(found))
+
+
+def _n(word: str) -> int:
+    word = word.strip().lower()
+    return int(word) if word.isdigit() else _NUMBERS[word]
+
+
+def _bounded(phrase: str | None, n: int, kind: str) -> tuple[Relation, int]:
+    """The relation and bound a phrase states: "more than 5" is at least 6, "fewer than
+    5" at most 4; a bare number is a cap on words and an exact count of anything else."""
+    p = " ".join((phrase or "").lower().split())
+    if p in {"at least", "no fewer than", "not fewer than", "a minimum of", "minimum of"}:
+        return "at_least", n
+    if p in {"more than", "over"}:
+        return "at_least", n + 1
+    if p in {"at most", "no more than", "not more than", "a maximum of", "maximum of", "up to"}:
+        return "at_most", n
+    if p in {"fewer than", "less than", "under"}:
+        return "at_most", max(n - 1, 0)
+    if p in {"exactly", "precisely"}:
+        return "exactly", n
+    return ("at_most" if kind == "words" else "exactly"), n
