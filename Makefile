@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv broker-jars test lint demo bench clean
+.PHONY: deps venv broker-jars test lint demo bench eval clean
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
@@ -45,6 +45,11 @@ demo: deps venv broker-jars
 
 bench: deps venv broker-jars
 	bash deploy/with-broker.sh $(GUARDIAN) bench
+
+# The project task set through the pipeline, arms A R B C, with the embedded model (or
+# whatever GUARDIAN_MODEL_* names); EVAL_ARGS passes more flags, e.g. --tasks 24.
+eval: deps venv broker-jars
+	bash deploy/with-broker.sh $(GUARDIAN) eval $(EVAL_ARGS)
 
 clean:
 	-$(GUARDIAN) broker stop

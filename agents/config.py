@@ -37,6 +37,8 @@ class GuardianPolicy(_Frozen):
     """Cosine similarity from which an answer that adds under half new words is an echo."""
     pii_check: bool = True
     leak_min_chars: int = Field(default=40, ge=8)
+    constraints: bool = True
+    """Check the verifiable constraints a request states (word counts, JSON, phrases...)."""
     weight_alignment: float = 0.5
     weight_completeness: float = 0.25
     weight_format: float = 0.1
@@ -49,6 +51,9 @@ class RefinePolicy(_Frozen):
     default_timeout_s: float = Field(default=120.0, gt=0)
     temperature_step: float = Field(default=0.3, ge=0.0)
     max_temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    critique: bool = True
+    """Re-ask with the guardians' critique and the previous attempt; off, a later round
+    asks the same question again (resampling, still keeping the best attempt)."""
 
 
 class SpecialistProfile(_Frozen):

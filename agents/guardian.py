@@ -80,7 +80,7 @@ def judge(answer: SpecialistAnswered, signals: Signals, policy: GuardianPolicy) 
     score = sum(w * p.score.score for w, p in zip(weights, parts, strict=True)) / sum(weights)
     # Constraints the request states are a gate only: they leave the weighted score as
     # it was, and their score is listed after the four weighted ones.
-    gates = parts + _constraints(answer)
+    gates = parts + (_constraints(answer) if policy.constraints else ())
     hard_fail = any(not p.score.passed for p in gates)
     passed = not hard_fail and score >= policy.pass_threshold
     failures = tuple(c for p in gates for c in p.classes)

@@ -404,6 +404,11 @@ def _reask(
 ) -> Step:
     current = run.current_task
     assert current is not None
+    if not config.refine.critique:
+        # Resampling only: the same question again, nothing said about the last try.
+        task = _task(state, run, run.round + 1, now, config)
+        run = run.model_copy(update={"round": run.round + 1, "current_task": task})
+        return Step(state=state.with_run(run), tasks=(task,))
     previous = verdict.content if verdict.content else current.previous_attempt
     task = _task(
         state,

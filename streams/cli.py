@@ -17,6 +17,7 @@ from streams.cli_broker import add_broker_commands
 from streams.cli_chaos import add_chaos_command
 from streams.cli_config import add_config_commands
 from streams.cli_errors import read_prompt, run_reporting
+from streams.cli_eval import add_eval_command
 from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
 
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_broker_commands(sub)
     add_bench_command(sub)
     add_chaos_command(sub)
+    add_eval_command(sub)
     add_replay_commands(sub)
     add_config_commands(sub)
     _add_pipeline_commands(sub)

@@ -144,6 +144,8 @@ class GuardianSettings(BaseSettings):
     pass_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     min_alignment: float = 0.3
     pii_check: bool = True
+    constraints: bool = True
+    """Check the verifiable constraints a request states."""
     embedder: Literal["minilm", "hashing"] = "minilm"
 
 
@@ -153,6 +155,8 @@ class RefineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_REFINE_", frozen=True)
 
     max_rounds: int = Field(default=3, ge=1)
+    critique: bool = True
+    """Re-ask with the critique; off, later rounds resample the same question."""
     default_timeout_s: float = Field(default=120.0, gt=0)
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_tokens: int = Field(default=256, ge=1)
@@ -266,9 +270,11 @@ class AppSettings(BaseSettings):
                 pass_threshold=self.guard.pass_threshold,
                 min_alignment=self.guard.min_alignment,
                 pii_check=self.guard.pii_check,
+                constraints=self.guard.constraints,
             ),
             refine=RefinePolicy(
                 max_rounds=self.refine.max_rounds,
+                critique=self.refine.critique,
                 default_timeout_s=self.refine.default_timeout_s,
             ),
             specialist=SpecialistProfile(

@@ -192,6 +192,26 @@ def test_a_fail_asks_again_with_the_critique_and_the_previous_attempt() -> None:
     assert [a.round for a in state.attempts] == [1]
 
 
+def test_without_critique_a_fail_asks_the_same_question_again_and_keeps_the_best() -> None:
+    resampling = CONFIG.model_copy(
+        update={"refine": CONFIG.refine.model_copy(update={"critique": False})}
+    )
+    _, step = play(begin(resampling), verdict(1, score=0.6), config=resampling)
+    task = step.task
+    assert task is not None
+    assert (task.round, task.critique, task.previous_attempt) == (2, None, None)
+    assert task.instruction == "How do I bake bread at home?"
+    _, last = play(
+        begin(resampling),
+        verdict(1, score=0.6),
+        verdict(2, score=0.4),
+        verdict(3, score=0.5),
+        config=resampling,
+    )
+    assert last.response is not None
+    assert (last.response.rounds, last.response.best_round) == (3, 1)
+
+
 def test_a_pass_at_round_two_finalizes_passed() -> None:
     _, step = play(begin(), verdict(1, score=0.4), verdict(2, passed=True, score=0.8))
     response = step.response

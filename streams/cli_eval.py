@@ -1,0 +1,48 @@
+"""``guardian eval``: does refinement improve answers? Arms through the real pipeline,
+scored by a verifier that never reads the prompt."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+from streams.eval.project_set import tasks as project_tasks
+from streams.eval.run import ARMS, EvalPlan, run_eval, summary
+from streams.settings import AppSettings
+
+
+def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ev = sub.add_parser(
+        "eval",
+        help="measure refinement: single shot, resampling and refinement arms on a task set",
+        description="Runs each arm with its own worker and namespace on the same model "
+        "(whatever GUARDIAN_MODEL_* names) and tasks, then scores every final answer with "
+        "the task set's verifier. Arms: "
+        + "; ".join(f"{a.name}: {a.about}" for a in ARMS.values())
+        + ". The last line compares C with A.",
+    )
+    ev.add_argument("--arms", default="A,R,B,C", help="comma-separated, from A R B C")
+    ev.add_argument("--tasks", type=int, help="the first N tasks of the project set")
+    ev.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    ev.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    ev.add_argument("--out", type=Path, help="worker logs (default .run/eval/<time>)")
+    ev.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    arms = [a.strip().upper() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        print(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+        return 2
+    chosen = project_tasks()[: args.tasks] if args.tasks else project_tasks()
+    out = args.out or Path(".run/eval") / time.strftime("%Y%m%d-%H%M%S")
+    plan = EvalPlan(out=out, arms=arms, concurrency=args.concurrency, timeout_s=args.timeout)
+    results = asyncio.run(
+        run_eval(AppSettings.load(), plan, chosen, lambda line: print(line, flush=True))
+    )
+    for line in summary(results):
+        print(line)
+    return 0

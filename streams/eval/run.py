@@ -1,0 +1,201 @@
+"""An evaluation run: each arm gets its own namespace and worker, the same model and the
+same tasks through the real pipeline; a verifier that never reads the prompt scores
+every final answer.
+
+The arms (at most 3 rounds each):
+
+- **A**, single shot: one round.
+- **R**, resampling: up to 3 rounds under the guardians, each round the same question
+  again with no critique; the best attempt is kept.
+- **B**, refinement with the guardians but without the constraint guardian.
+- **C**, refinement with every guardian, the constraint guardian included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.constraints import check
+from connectors.client import GuardianClient
+from connectors.errors import ResponseTimeoutError
+from schemas.request_events import ResponseDelivered
+from streams.bench.namespace import scratch_namespace
+from streams.chaos.procs import Workers
+from streams.eval.project_set import Task
+from streams.settings import AppSettings
+
+Progress = Callable[[str], None]
+_PARTITIONS = 3
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    about: str
+    env: dict[str, str]
+
+
+ARMS: dict[str, Arm] = {
+    "A": Arm("A", "single shot", {"GUARDIAN_REFINE_MAX_ROUNDS": "1"}),
+    "R": Arm(
+        "R",
+        "resampling, best of 3, no critique",
+        {"GUARDIAN_REFINE_MAX_ROUNDS": "3", "GUARDIAN_REFINE_CRITIQUE": "false"},
+    ),
+    "B": Arm(
+        "B",
+        "refinement, guardians without constraints",
+        {"GUARDIAN_REFINE_MAX_ROUNDS": "3", "GUARDIAN_GUARD_CONSTRAINTS": "false"},
+    ),
+    "C": Arm("C", "refinement, constraint guardian", {"GUARDIAN_REFINE_MAX_ROUNDS": "3"}),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task_id: str
+    passed: bool
+    """Every declared constraint met, as the verifier judges the final answer."""
+    status: str
+    rounds: int
+    tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    arm: Arm
+    outcomes: list[Outcome]
+
+    @property
+    def pass_rate(self) -> float:
+        return _share([o.passed for o in self.outcomes])
+
+    def flips_to_worse(self, single: ArmResult) -> float:
+        """Share of the tasks that pass single shot and fail in this arm."""
+        before = {o.task_id: o.passed for o in single.outcomes}
+        return _share([before.get(o.task_id, False) and not o.passed for o in self.outcomes])
+
+    def mean(self, what: Callable[[Outcome], float]) -> float:
+        return sum(map(what, self.outcomes)) / len(self.outcomes) if self.outcomes else 0.0
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def verify(task: Task, response: ResponseDelivered | None) -> bool:
+    """The external verdict: the final answer meets every declared constraint."""
+    if response is None or response.status not in {"passed", "failed"}:
+        return False
+    return all(check(c, response.content).passed for c in task.checks)
+
+
+@dataclass
+class EvalPlan:
+    out: Path
+    arms: Sequence[str] = ("A", "R", "B", "C")
+    concurrency: int = 4
+    timeout_s: float = 600.0
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+async def run_eval(
+    settings: AppSettings, plan: EvalPlan, tasks: Sequence[Task], progress: Progress
+) -> list[ArmResult]:
+    results = []
+    for name in plan.arms:
+        arm = ARMS[name]
+        progress(f"arm {arm.name} ({arm.about}): {len(tasks)} tasks")
+        started = time.monotonic()
+        outcomes = await _run_arm(settings, plan, arm, tasks, progress)
+        result = ArmResult(arm, outcomes)
+        progress(
+            f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s"
+        )
+        results.append(result)
+    return results
+
+
+async def _run_arm(
+    settings: AppSettings, plan: EvalPlan, arm: Arm, tasks: Sequence[Task], progress: Progress
+) -> list[Outcome]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "GUARDIAN_KAFKA_PARTITIONS": str(_PARTITIONS),
+        "GUARDIAN_WORKER_METRICS_PORT": "0",
+        "GUARDIAN_CACHE_BACKEND": "off",  # every arm answers every task itself
+        "GUARDIAN_REFINE_DEFAULT_TIMEOUT_S": str(plan.timeout_s),
+        **plan.worker_env,
+        **arm.env,
+    }
+    with scratch_namespace(settings, f"eval{arm.name.lower()}", _PARTITIONS) as scoped:
+        workers = Workers(scoped, env, plan.out / f"arm-{arm.name}", 1)
+        workers.start_all()
+        try:
+            await workers.joined()
+            return await _ask_all(scoped, plan, tasks, progress)
+        finally:
+            workers.stop_all()
+
+
+async def _ask_all(
+    settings: AppSettings, plan: EvalPlan, tasks: Sequence[Task], progress: Progress
+) -> list[Outcome]:
+    slots = asyncio.Semaphore(plan.concurrency)
+    done = 0
+
+    async def one(client: GuardianClient, task: Task) -> Outcome:
+        nonlocal done
+        async with slots:
+            started = time.monotonic()
+            response: ResponseDelivered | None
+            try:
+                response = await client.ask(
+                    task.prompt, answer_format=task.answer_format, timeout_s=plan.timeout_s
+                )
+            except (TimeoutError, ResponseTimeoutError):
+                response = None
+            seconds = time.monotonic() - started
+        done += 1
+        if done % 10 == 0 or done == len(tasks):
+            progress(f"  answered {done} of {len(tasks)}")
+        return Outcome(
+            task_id=task.task_id,
+            passed=verify(task, response),
+            status=response.status if response else "no answer",
+            rounds=response.rounds if response else 0,
+            tokens=response.completion_tokens if response else 0,
+            seconds=seconds,
+        )
+
+    async with GuardianClient(settings.kafka) as client:
+        return list(await asyncio.gather(*(one(client, t) for t in tasks)))
+
+
+def summary(results: Sequence[ArmResult]) -> list[str]:
+    """A line per arm, then the last line: C against A."""
+    by_name = {r.arm.name: r for r in results}
+    single = by_name.get("A")
+    lines = []
+    for r in results:
+        flips = f", flips to worse {r.flips_to_worse(single):.1%}" if single else ""
+        lines.append(
+            f"arm {r.arm.name} ({r.arm.about}): pass {r.pass_rate:.1%}{flips}, "
+            f"mean rounds {r.mean(lambda o: o.rounds):.2f}, "
+            f"mean tokens {r.mean(lambda o: o.tokens):.0f}, "
+            f"mean time {r.mean(lambda o: o.seconds):.1f}s"
+        )
+    refined = by_name.get("C")
+    if single is not None and refined is not None:
+        gain = (refined.pass_rate - single.pass_rate) * 100
+        lines.append(
+            f"eval: {len(refined.outcomes)} tasks, single-shot {single.pass_rate:.1%}, "
+            f"refined {refined.pass_rate:.1%}, gain {gain:+.1f} points, "
+            f"flips to worse {refined.flips_to_worse(single):.1%}"
+        )
+    return lines
