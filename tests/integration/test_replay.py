@@ -35,10 +35,11 @@ KINDS = 5
 
 def plan(i: int) -> tuple[str, list[dict[str, str]], str]:
     """Request i's question, the model's answer per round, and its answer format. Short
-    answers score lower on completeness, so passing scores spread out."""
+    answers score lower on completeness, so passing scores spread out; each still adds
+    a word the question lacks (no echo)."""
     question, good = QA[i % len(QA)]
     words = good.split()
-    short, medium = " ".join(words[:4]) + ".", " ".join(words[:6]) + "."
+    short, medium = " ".join(words[:5]) + ".", " ".join(words[:7]) + "."
     rounds = {
         0: [good],  # passes at once
         1: [OFF_TOPIC, short],  # passes at round 2
