@@ -123,8 +123,12 @@ async def test_bad_input_ends_as_dead_letter_or_rejection_and_good_requests_fini
 ) -> None:
     codec = Codec()
     with pipeline(kafka_bootstrap, tmp_path) as p:
+        # The good requests get real answers; anything else, the scripted model's echo.
+        script = p.write_script({f"g{i}": [{"answer": QA[i % 4][1]}] for i in range(20)})
         worker = p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_REFINE_MAX_PROMPT_CHARS="200"
+            GUARDIAN_MODEL_BACKEND="scripted",
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+            GUARDIAN_REFINE_MAX_PROMPT_CHARS="200",
         )
         await wait_ready(p)
         async with GuardianClient(p.kafka) as client:

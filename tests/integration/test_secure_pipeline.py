@@ -81,7 +81,7 @@ async def test_the_whole_path_over_sasl_ssl(login: KafkaSettings, tmp_path: Path
 async def library_and_intake(p: Pipeline) -> None:
     async with GuardianClient(p.kafka, max_prompt_chars=8000) as client:
         emoji = await client.ask(
-            f"{QUESTION} I \u2764\ufe0f Paris \U0001f1eb\U0001f1f7", timeout_s=120
+            f"{QUESTION} I \u2764\ufe0f France \U0001f1eb\U0001f1f7", timeout_s=120
         )
         assert emoji.status == "passed", emoji.reason
         smuggled = await client.ask(f"{QUESTION} \U0001f600" + "\ufe0f\ufe0e" * 16, timeout_s=60)
