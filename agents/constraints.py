@@ -252,16 +252,19 @@ _FORBIDDEN = re.compile(
     r"including)\s+the\s+(?:words?|keywords?|terms?)\s+[\"'“‘]([^\"'”’]{1,40})[\"'”’]",
     re.IGNORECASE,
 )
-_ENDS = re.compile(
-    r"(?:end|finish|conclude)\s+(?:your\s+(?:answer|response|reply)\s+)?with\s+(?:the\s+"
-    r"(?:exact\s+)?(?:phrase|sentence|words?)\s+)?[\"“‘']([^\"”’]{1,80}?)[\"”’'](?=[\s.,;]|$)",
-    re.IGNORECASE,
-)
-_STARTS = re.compile(
-    r"(?:start|begin)\s+(?:your\s+(?:answer|response|reply)\s+)?with\s+(?:the\s+"
-    r"(?:exact\s+)?(?:phrase|sentence|words?)\s+)?[\"“‘']([^\"”’]{1,80}?)[\"”’'](?=[\s.,;]|$)",
-    re.IGNORECASE,
-)
+
+
+def _phrase_rule(verbs: str) -> re.Pattern[str]:
+    """ "<verb> [your answer] with [the exact phrase] '<phrase>'": the quoted phrase."""
+    return re.compile(
+        rf"(?:{verbs})\s+(?:your\s+(?:answer|response|reply)\s+)?with\s+(?:the\s+"
+        r"(?:exact\s+)?(?:phrase|sentence|words?)\s+)?[\"“‘']([^\"”’]{1,80}?)[\"”’'](?=[\s.,;]|$)",
+        re.IGNORECASE,
+    )
+
+
+_ENDS = _phrase_rule("end|finish|conclude")
+_STARTS = _phrase_rule("start|begin")
 _JSON = re.compile(
     r"\bas\s+(?:an?\s+)?(?:valid\s+)?json\b|\bin\s+(?:valid\s+)?json\s+format\b|"
     r"\bjson\s+only\b|\bonly\s+(?:valid\s+)?json\b|"
