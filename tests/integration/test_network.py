@@ -41,6 +41,12 @@ async def test_a_config_change_applies_without_a_restart(
         script = p.write_script({"default-answer": [{"answer": good}]})
         p.start_worker(GUARDIAN_MODEL_BACKEND="scripted", GUARDIAN_MODEL_SCRIPT_PATH=str(script))
         await wait_ready(p)
+        # The worker records version 0 in the background once it starts; a change must
+        # build on it.
+        deadline = time.monotonic() + 60
+        while not await read_config_history(p.kafka):
+            assert time.monotonic() < deadline, "the worker never recorded version 0"
+            await asyncio.sleep(0.2)  # polling the history topic inside a deadline loop
         settings = AppSettings(kafka=p.kafka)
         base = settings.pipeline_config()
         stricter = apply_change(base, "guardian.pass_threshold", "0.99")
