@@ -167,12 +167,18 @@ def _counted(c: Constraint, n: int, unit: str, *, word: str = "") -> Checked:
     return Checked(c, ok, found, f"{found}; {allowed}: {change}")
 
 
-def _json(c: Constraint, answer: str) -> Checked:
+def json_problem(text: str) -> str:
+    """Why ``text`` is not valid JSON ("" when it is)."""
     try:
-        json.loads(answer)
-    except ValueError as exc:
-        return Checked(c, False, f"not valid JSON ({exc})", "answer with valid JSON only")
-    return Checked(c, True, "valid JSON")
+        json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+        return f"not valid JSON ({exc})"
+    return ""
+
+
+def _json(c: Constraint, answer: str) -> Checked:
+    problem = json_problem(answer)
+    return Checked(c, not problem, problem or "valid JSON", "answer with valid JSON only")
 
 
 def _plain(text: str) -> str:

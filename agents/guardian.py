@@ -8,7 +8,6 @@ detection, a system-prompt leak check and refusal/empty detection.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -245,12 +244,7 @@ def _constraints(answer: SpecialistAnswered) -> tuple[_Part, ...]:
 
 
 def _format(answer: SpecialistAnswered) -> _Part:
-    problem = ""
-    if answer.answer_format == "json":
-        try:
-            json.loads(answer.content)
-        except ValueError as exc:  # JSONDecodeError, or a number too long to convert
-            problem = f"not valid JSON ({exc})"
+    problem = constraints.json_problem(answer.content) if answer.answer_format == "json" else ""
     ok = not problem
     gs = GuardianScore(
         guardian="format",

@@ -223,9 +223,4 @@ def _namespace_prefix(settings: KafkaSettings) -> str:
 
 
 def _done(name: str, future: Future[None], timeout_s: float) -> bool:
-    try:
-        future.result(timeout=timeout_s)
-    except (KafkaException, TimeoutError) as exc:
-        _log.warning("could not delete %s: %s", name, exc)
-        return False
-    return True
+    return bool(_deleted(name, future, timeout_s, retry_when_not_empty=False))

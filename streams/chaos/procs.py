@@ -26,6 +26,17 @@ from streams.settings import AppSettings
 _JOIN_TIMEOUT_S = 180.0
 
 
+def namespace_env(settings: AppSettings) -> dict[str, str]:
+    """What a worker of this run needs to serve ``settings``' namespace: its broker and
+    partition count, no metrics port and no shared answer cache."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "GUARDIAN_KAFKA_PARTITIONS": str(settings.kafka.partitions),
+        "GUARDIAN_WORKER_METRICS_PORT": "0",
+        "GUARDIAN_CACHE_BACKEND": "off",
+    }
+
+
 @dataclass
 class Workers:
     """``count`` pipeline workers in the settings' namespace, each with its own log."""

@@ -25,7 +25,7 @@ from streams.chaos import schedule
 from streams.chaos.check import Answer, Fault, Observed, Report, check
 from streams.chaos.load import Load
 from streams.chaos.model_server import MODEL, ModelServer
-from streams.chaos.procs import OwnBroker, Workers
+from streams.chaos.procs import OwnBroker, Workers, namespace_env
 from streams.chaos.schedule import FaultPlan, Planned
 from streams.settings import AppSettings
 from streams.worker import provision
@@ -70,15 +70,12 @@ class Timeline:
 
 def worker_env(settings: AppSettings, base_url: str, plan: ChaosPlan) -> dict[str, str]:
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "GUARDIAN_KAFKA_PARTITIONS": str(plan.partitions),
+        **namespace_env(settings),
         "GUARDIAN_MODEL_BACKEND": "openai",
         "GUARDIAN_OPENAI_BASE_URL": base_url,
         "GUARDIAN_OPENAI_MODEL": MODEL,
         "GUARDIAN_GUARD_EMBEDDER": "hashing",
         "GUARDIAN_GUARD_PII_CHECK": "false",
-        "GUARDIAN_CACHE_BACKEND": "off",
-        "GUARDIAN_WORKER_METRICS_PORT": "0",
         **plan.worker_env,
     }
 

@@ -24,7 +24,7 @@ from connectors.client import GuardianClient
 from connectors.errors import ResponseTimeoutError
 from schemas.request_events import ResponseDelivered
 from streams.bench.namespace import scratch_namespace
-from streams.chaos.procs import Workers
+from streams.chaos.procs import Workers, namespace_env
 from streams.eval.project_set import Task
 from streams.settings import AppSettings
 
@@ -124,16 +124,14 @@ async def run_eval(
 async def _run_arm(
     settings: AppSettings, plan: EvalPlan, arm: Arm, tasks: Sequence[Task], progress: Progress
 ) -> list[Outcome]:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "GUARDIAN_KAFKA_PARTITIONS": str(_PARTITIONS),
-        "GUARDIAN_WORKER_METRICS_PORT": "0",
-        "GUARDIAN_CACHE_BACKEND": "off",  # every arm answers every task itself
-        "GUARDIAN_REFINE_DEFAULT_TIMEOUT_S": str(plan.timeout_s),
-        **plan.worker_env,
-        **arm.env,
-    }
     with scratch_namespace(settings, f"eval{arm.name.lower()}", _PARTITIONS) as scoped:
+        # No shared answer cache: every arm answers every task itself.
+        env = {
+            **namespace_env(scoped),
+            "GUARDIAN_REFINE_DEFAULT_TIMEOUT_S": str(plan.timeout_s),
+            **plan.worker_env,
+            **arm.env,
+        }
         workers = Workers(scoped, env, plan.out / f"arm-{arm.name}", 1)
         workers.start_all()
         try:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors import broker
 from connectors.admin import ensure_topics
@@ -36,6 +35,7 @@ from schemas.request_events import (
 )
 from tests.fake_model_service import FakeModelService, completion
 from tests.integration.harness import Pipeline, by_request, covers, pipeline, read_until
+from tests.integration.test_metrics import samples
 from tests.integration.test_pipeline import QA, wait_ready
 from tests.loopback import free_port
 
@@ -134,14 +134,8 @@ async def test_a_verdict_delivered_again_after_the_answer_was_sent_sends_nothing
 def retries(port: int) -> float:
     """The worker's ``guardian_stage_retries_total``, all stages."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
-        text = page.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "guardian_stage_retries"
-        for sample in family.samples
-        if sample.name == "guardian_stage_retries_total"
-    )
+        found = samples(page.read().decode())
+    return sum(v for (name, _), v in found.items() if name == "guardian_stage_retries_total")
 
 
 def delete_topic(p: Pipeline, spec: topics.TopicSpec) -> None:

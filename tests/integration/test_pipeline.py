@@ -16,6 +16,7 @@ from connectors import kafka_connect
 from connectors.admin import ensure_topics
 from connectors.client import GuardianClient
 from connectors.kafka import partition_for
+from connectors.topic_reader import read_partitions
 from schemas import topics
 from schemas.codec import Codec
 from schemas.request_events import (
@@ -413,18 +414,5 @@ async def test_a_request_on_another_partition_is_moved_home_and_answered_once(
 
 async def records_of(p: Pipeline, spec: TopicSpec) -> list[tuple[int, bytes]]:
     """Every record of ``spec`` now, as (partition, value)."""
-    name = p.topic(spec)
-    consumer = kafka_connect.consumer(p.kafka)
-    await kafka_connect.start(consumer, p.kafka)
-    try:
-        parts = [TopicPartition(name, i) for i in range(3)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[tuple[int, bytes]] = []
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            batch = await consumer.getmany(timeout_ms=500)
-            found += [(r.partition, r.value) for rs in batch.values() for r in rs]
-        return found
-    finally:
-        await kafka_connect.stop(consumer)
+    parts = [TopicPartition(p.topic(spec), i) for i in range(3)]
+    return [(r.partition, r.value) for r in await read_partitions(p.kafka, parts)]
