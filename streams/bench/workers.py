@@ -17,9 +17,12 @@ def write_script(out: Path, slow_latency_ms: float, name: str = "script") -> Pat
     """The model script: instant answers, and ``slow_latency_ms`` ones under ``SLOW_KEY``."""
     path = out / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    # An answer that passes the guardians in round one: the scripted model's own default
+    # echoes the prompt, which the completeness guardian sends back for more rounds.
+    answer = "Its capital is the largest city of that country, home to its government."
     script = {
-        "default": {"latency_ms": 0.0},
-        "entries": {SLOW_KEY: {"latency_ms": slow_latency_ms}},
+        "default": {"answer": answer, "latency_ms": 0.0},
+        "entries": {SLOW_KEY: {"answer": answer, "latency_ms": slow_latency_ms}},
     }
     path.write_text(json.dumps(script))
     return path
