@@ -18,6 +18,9 @@ class IntakePolicy(_Frozen):
     min_priority: int = 0
     max_priority: int = 9
     max_rounds_cap: int = Field(default=5, ge=1)
+    max_tokens_cap: int = Field(default=4096, ge=1)
+    """The most tokens per model call a request may ask for."""
+    max_constraints: int = Field(default=32, ge=0)
     tenant_pattern: str = r"^[a-z0-9][a-z0-9_-]{0,63}$"
     reject_injection: bool = True
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import jsonschema  # type: ignore[import-untyped]
+
+from schemas.request_events import Constraint as Declared
 
 Kind = Literal[
     "json",
@@ -28,8 +34,14 @@ Kind = Literal[
     "uppercase",
     "no_commas",
     "regex",
+    "placeholders",
+    "language",
 ]
 Relation = Literal["at_least", "at_most", "exactly"]
+KINDS: tuple[str, ...] = get_args(Kind)
+RELATIONS: tuple[str, ...] = get_args(Relation)
+_COUNTED = frozenset({"words", "sentences", "paragraphs", "bullets", "keyword", "placeholders"})
+_NEEDS_TEXT = frozenset({"keyword", "forbidden", "starts_with", "ends_with", "regex", "language"})
 
 
 @dataclass(frozen=True)
@@ -44,10 +56,12 @@ class Constraint:
     text: str = ""
     source: str = "prompt"
     """Where it came from: ``prompt`` (stated in the request's text) or ``client``."""
+    schema: str = ""
+    """For ``json``: a JSON Schema (JSON text) the answer must validate against."""
 
     def describe(self) -> str:
         what = {
-            "json": "valid JSON",
+            "json": "valid JSON matching the given schema" if self.schema else "valid JSON",
             "words": f"{_bound(self)} words",
             "sentences": f"{_bound(self)} sentences",
             "paragraphs": f"{_bound(self)} paragraphs",
@@ -60,6 +74,8 @@ class Constraint:
             "uppercase": "all uppercase",
             "no_commas": "no commas",
             "regex": f"matches /{self.text}/",
+            "placeholders": f"{_bound(self)} [placeholders] in square brackets",
+            "language": f"written in language '{self.text}'",
         }[self.kind]
         return what
 
@@ -107,6 +123,13 @@ def bullet_count(text: str) -> int:
     return len(_BULLET.findall(text))
 
 
+_PLACEHOLDER = re.compile(r"\[[^\[\]\n]+\]")
+
+
+def placeholder_count(text: str) -> int:
+    return len(_PLACEHOLDER.findall(text))
+
+
 def keyword_count(text: str, keyword: str) -> int:
     pattern = r"(?<!\w)" + re.escape(keyword.lower()) + r"(?!\w)"
     return len(re.findall(pattern, text.lower()))
@@ -117,6 +140,7 @@ _COUNTERS: dict[str, tuple[Callable[[str], int], str]] = {
     "sentences": (sentence_count, "sentences"),
     "paragraphs": (paragraph_count, "paragraphs"),
     "bullets": (bullet_count, "bullet points"),
+    "placeholders": (placeholder_count, "placeholders"),
 }
 
 
@@ -147,6 +171,9 @@ def check(c: Constraint, answer: str) -> Checked:
     if c.kind == "no_commas":
         n = answer.count(",")
         return Checked(c, n == 0, f"{n} commas", "remove every comma")
+    if c.kind == "language":
+        found = detected_language(answer)
+        return Checked(c, found == c.text, f"written in '{found}'", f"write it in '{c.text}'")
     # regex
     ok = re.search(c.text, answer) is not None
     return Checked(c, ok, "no match", f"make the answer match /{c.text}/")
@@ -178,7 +205,120 @@ def json_problem(text: str) -> str:
 
 def _json(c: Constraint, answer: str) -> Checked:
     problem = json_problem(answer)
-    return Checked(c, not problem, problem or "valid JSON", "answer with valid JSON only")
+    if not problem and c.schema:
+        problem = _schema_problem(json.loads(answer), c.schema)
+    fix = "answer with JSON that matches the schema" if c.schema else "answer with valid JSON only"
+    return Checked(c, not problem, problem or "valid JSON", fix)
+
+
+def _schema_problem(value: Any, schema: str) -> str:
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
+    if error is None:
+        return ""
+    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+    return f"JSON that does not match the schema at {where}: {error.message}"
+
+
+@cache
+def _validator(schema: str) -> Any:
+    loaded = json.loads(schema)
+    return jsonschema.validators.validator_for(loaded)(loaded)
+
+
+def detected_language(text: str) -> str:
+    """The ISO 639-1 code of the language ``text`` is written in ("" when it has no
+    letters). Deterministic: the detector is seeded."""
+    import langdetect  # type: ignore[import-untyped]
+
+    langdetect.DetectorFactory.seed = 0
+    try:
+        return str(langdetect.detect(text))
+    except langdetect.LangDetectException:
+        return ""
+
+
+# --- constraints a client declares ----------------------------------------------------
+
+
+def declared_problems(declared: Sequence[Declared]) -> list[str]:
+    """Why each declared constraint cannot be checked (empty: all can). For intake's
+    rejection of a bad request, one line per problem."""
+    problems = []
+    for i, d in enumerate(declared):
+        where = f"constraints[{i}] ({d.kind})"
+        if d.kind not in KINDS:
+            problems.append(f"{where}: kind must be one of {', '.join(KINDS)}")
+            continue
+        if d.kind in _COUNTED and d.relation not in RELATIONS:
+            problems.append(f"{where}: relation must be one of {', '.join(RELATIONS)}")
+        if d.kind in _COUNTED and d.count < 0:
+            problems.append(f"{where}: count must be 0 or more, not {d.count}")
+        if d.kind in _NEEDS_TEXT and not d.text.strip():
+            problems.append(f"{where}: text must name the keyword, phrase, pattern or language")
+        if d.kind == "regex":
+            try:
+                re.compile(d.text)
+            except re.error as exc:
+                problems.append(f"{where}: text is not a valid regular expression ({exc})")
+        if d.kind == "language" and d.text not in _languages():
+            problems.append(f"{where}: text must be an ISO 639-1 code the detector knows")
+        if d.json_schema is not None:
+            problem = _bad_schema(d.json_schema) if d.kind == "json" else "only kind json has one"
+            if problem:
+                problems.append(f"{where}: json_schema {problem}")
+    return problems
+
+
+def _bad_schema(schema: str) -> str:
+    try:
+        loaded = json.loads(schema)
+        jsonschema.validators.validator_for(loaded).check_schema(loaded)
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    except jsonschema.exceptions.SchemaError as exc:
+        return f"is not a valid JSON Schema ({exc.message})"
+    return ""
+
+
+@cache
+def _languages() -> frozenset[str]:
+    import langdetect.detector_factory as factory  # type: ignore[import-untyped]
+
+    return frozenset(p.name for p in Path(factory.PROFILES_DIRECTORY).iterdir())
+
+
+def from_declared(d: Declared) -> Constraint:
+    """A declared constraint (already free of ``declared_problems``) as a checkable one."""
+    return Constraint(
+        kind=cast(Kind, d.kind),
+        relation=cast(Relation, d.relation if d.relation in RELATIONS else "exactly"),
+        count=d.count,
+        text=d.text,
+        source=d.source,
+        schema=d.json_schema or "",
+    )
+
+
+def to_declared(c: Constraint) -> Declared:
+    return Declared(
+        kind=c.kind,
+        relation=c.relation,
+        count=c.count,
+        text=c.text,
+        json_schema=c.schema or None,
+        source=c.source,
+    )
+
+
+def applying(declared: Sequence[Declared], prompt: str) -> tuple[Constraint, ...]:
+    """What an answer to ``prompt`` must meet: the client's constraints, then those the
+    prompt states in plain English that the client did not already declare."""
+    client = tuple(from_declared(d) for d in declared)
+    same = {(c.kind, c.relation, c.count, c.text.lower()) for c in client}
+    stated = tuple(
+        c for c in stated_in(prompt) if (c.kind, c.relation, c.count, c.text.lower()) not in same
+    )
+    return client + stated
 
 
 def _plain(text: str) -> str:

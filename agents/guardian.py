@@ -215,14 +215,15 @@ them, not to the notes a decomposed request gathers first."""
 
 
 def _constraints(answer: SpecialistAnswered) -> tuple[_Part, ...]:
-    """The verifiable constraints the request states, checked exactly: a hard gate whose
-    critique names the numbers. JSON asked for through ``answer_format`` is the format
-    guardian's."""
+    """The verifiable constraints of the request, checked exactly: those the client
+    declared and those the prompt states, a hard gate whose critique names the numbers.
+    JSON asked for through ``answer_format`` is the format guardian's (a schema stays
+    here)."""
     if answer.subtask not in ANSWERING_SUBTASKS:
         return ()
-    stated = constraints.stated_in(asked_in(answer.instruction))
+    stated = constraints.applying(answer.constraints, asked_in(answer.instruction))
     if answer.answer_format == "json":
-        stated = tuple(c for c in stated if c.kind != "json")
+        stated = tuple(c for c in stated if c.kind != "json" or c.schema)
     if not stated:
         return ()
     checked = [constraints.check(c, answer.content) for c in stated]

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from agents import constraints
 from agents.config import IntakePolicy
 from agents.hidden_text import hidden_selectors, visible
-from schemas.request_events import RequestSubmitted
+from schemas.request_events import Constraint, RequestSubmitted
 
 FORMATS = frozenset({"text", "json", "markdown"})
 # Characters that hide text from a reader but not from a model: Unicode tags,
@@ -34,6 +35,9 @@ class RejectCode(StrEnum):
     DEADLINE_EXPIRED = "deadline_expired"
     BAD_FORMAT = "bad_format"
     BAD_MAX_ROUNDS = "bad_max_rounds"
+    BAD_SAMPLING = "bad_sampling"
+    BAD_CONSTRAINT = "bad_constraint"
+    BAD_RESPONSE_FORMAT = "bad_response_format"
     UNICODE_SMUGGLING = "unicode_smuggling"
     PROMPT_INJECTION = "prompt_injection"
     CONFLICT = "conflict"
@@ -109,6 +113,73 @@ def _shape(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | 
     return None
 
 
+def _sampling(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
+    if r.max_tokens is not None and not 1 <= r.max_tokens <= p.max_tokens_cap:
+        return Rejection(
+            RejectCode.BAD_SAMPLING, f"max_tokens {r.max_tokens} is outside 1..{p.max_tokens_cap}"
+        )
+    if r.temperature is not None and not 0.0 <= r.temperature <= 2.0:
+        return Rejection(RejectCode.BAD_SAMPLING, f"temperature {r.temperature} is outside 0..2")
+    return None
+
+
+def _constraints(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
+    if len(r.constraints) > p.max_constraints:
+        return Rejection(
+            RejectCode.BAD_CONSTRAINT,
+            f"{len(r.constraints)} constraints; at most {p.max_constraints} are allowed",
+        )
+    problems = constraints.declared_problems(r.constraints)
+    if problems:
+        return Rejection(RejectCode.BAD_CONSTRAINT, "; ".join(problems))
+    if r.response_format is not None:
+        try:
+            response_format(r.response_format)
+        except ValueError as exc:
+            return Rejection(RejectCode.BAD_RESPONSE_FORMAT, str(exc))
+    return None
+
+
+def response_format(text: str) -> Constraint | None:
+    """The JSON constraint an OpenAI-style ``response_format`` asks for: None for
+    ``{"type": "text"}``, JSON for ``json_object``, JSON against the schema for
+    ``json_schema``. ``ValueError`` says what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"response_format is not JSON ({exc})") from None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return Constraint(kind="json")
+    if kind != "json_schema":
+        raise ValueError(
+            f"response_format type must be text, json_object or json_schema, not {kind!r}"
+        )
+    spec = value.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise ValueError("response_format json_schema must hold a 'schema' object")
+    declared = Constraint(kind="json", json_schema=json.dumps(schema, sort_keys=True))
+    problems = constraints.declared_problems([declared])
+    if problems:
+        raise ValueError(f"response_format: {problems[0]}")
+    return declared
+
+
+def asked(request: RequestSubmitted) -> tuple[str, tuple[Constraint, ...]]:
+    """A valid request's answer format and client-declared constraints, its
+    ``response_format`` included: JSON asked for there makes the answer format JSON."""
+    declared = request.constraints
+    wanted = response_format(request.response_format) if request.response_format else None
+    if wanted is None:
+        return request.answer_format, declared
+    if wanted.json_schema is None:
+        return "json", declared
+    return "json", (*declared, wanted)
+
+
 def _content(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
     if _SMUGGLING.search(r.prompt):
         return Rejection(
@@ -135,11 +206,28 @@ def _foldings(text: str) -> tuple[str, str]:
     return dropped, spaced
 
 
-_CHECKS = (_prompt_present, _prompt_size, _priority, _tenant, _deadline, _shape, _content)
+_CHECKS = (
+    _prompt_present,
+    _prompt_size,
+    _priority,
+    _tenant,
+    _deadline,
+    _shape,
+    _sampling,
+    _constraints,
+    _content,
+)
+
+_ADDED_LATER = {"constraints": (), "max_tokens": None, "temperature": None, "response_format": None}
+"""Request fields added after the first contract version, with their defaults: left out
+of the digest while at the default, so a request keeps its digest across the upgrade."""
 
 
 def payload_digest(request: RequestSubmitted) -> str:
     """What makes two submissions the same request: everything but the envelope."""
     body = request.model_dump(exclude={"event_id", "occurred_at", "config_version", "variant"})
+    for name, default in _ADDED_LATER.items():
+        if body[name] == default:
+            del body[name]
     canonical = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
+from agents.intake import asked
 from agents.router import EARLIER_RESULTS, Complexity, Plan, Subtask, synthesis_instruction
 from agents.specialists import profile_for
 from schemas.envelope import Millis
 from schemas.request_events import (
+    Constraint,
     RequestSubmitted,
     ResponseDelivered,
     ResponseStatus,
@@ -106,6 +108,10 @@ class RequestState(BaseModel):
     config_version: int
     prompt: str = ""
     answer_format: str = "text"
+    constraints: tuple[Constraint, ...] = ()
+    """The client-declared constraints (``response_format``'s schema included)."""
+    max_tokens: int | None = None
+    temperature: float | None = None
     priority: int = 5
     task_class: str = ""
     complexity_level: str = ""
@@ -262,6 +268,7 @@ def awaiting_context(
     """A validated session request, held until the context maintainer answers (or its
     deadline passes: it then times out like any request). ``start`` begins from it."""
     timeout = timedelta(seconds=config.refine.default_timeout_s)
+    answer_format, declared = asked(request)
     return RequestState(
         request_id=request.request_id,
         request_event_id=request.event_id,
@@ -274,7 +281,10 @@ def awaiting_context(
         variant=request.variant,
         config_version=config.version,
         prompt=request.prompt,
-        answer_format=request.answer_format,
+        answer_format=answer_format,
+        constraints=declared,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
         priority=request.priority,
         awaiting=request,
     )
@@ -352,9 +362,14 @@ def _task(
         context=state.context,
         critique=critique,
         previous_attempt=previous,
-        temperature=round_temperature(profile.temperature, round_, config.refine),
-        max_tokens=profile.max_tokens,
+        temperature=round_temperature(
+            profile.temperature if state.temperature is None else state.temperature,
+            round_,
+            config.refine,
+        ),
+        max_tokens=state.max_tokens or profile.max_tokens,
         answer_format=state.answer_format if answers else "text",
+        constraints=state.constraints if answers else (),
         priority=state.priority,
         deadline_at=state.deadline_at,
         output_constraint=constraint,

@@ -64,6 +64,7 @@ TASK_FIELDS: Final = (
     "priority",
     "deadline_at",
     "output_constraint",
+    "constraints",
 )
 """What a task asked of the specialist."""
 NO_SIGNALS: Final = Signals(alignment=0.0, new_pii=())

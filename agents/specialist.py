@@ -42,6 +42,7 @@ def answered(
         "latency_ms": latency_ms,
         "attempts": attempts,
         "passages": tuple(passages),
+        "constraints": task.constraints,
     }
     if isinstance(outcome, ModelError):
         return SpecialistAnswered(

@@ -12,6 +12,20 @@ AnswerFormat = Literal["text", "json", "markdown"]
 ResponseStatus = Literal["passed", "failed", "rejected", "timeout", "error"]
 
 
+class Constraint(BaseModel):
+    """One exactly checkable requirement on an answer, as the contract carries it
+    (``agents.constraints`` checks it; docs/constraints.md lists the kinds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    relation: str = "exactly"
+    count: int = 0
+    text: str = ""
+    json_schema: str | None = None
+    source: str = "client"
+
+
 class RequestSubmitted(Event):
     prompt: str
     tenant: str = "default"
@@ -22,6 +36,10 @@ class RequestSubmitted(Event):
     answer_format: str = "text"
     client_id: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
+    constraints: tuple[Constraint, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    response_format: str | None = None
 
 
 class TaskAssigned(Event):
@@ -47,6 +65,7 @@ class TaskAssigned(Event):
     complexity_score: float = 0.0
     depends_on: tuple[str, ...] = ()
     degraded_route: bool = False
+    constraints: tuple[Constraint, ...] = ()
 
 
 class Passage(BaseModel):
@@ -78,6 +97,7 @@ class SpecialistAnswered(Event):
     attempts: int = 1
     finish_reason: str | None = None
     passages: tuple[Passage, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
 
 
 class GuardianScore(BaseModel):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from connectors import kafka_connect
 from connectors.client import GuardianClient
-from schemas.request_events import ResponseDelivered
+from schemas.request_events import Constraint, ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
 from streams.cli_chaos import add_chaos_command
@@ -61,6 +61,20 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     ask.add_argument("--timeout", type=float, default=120.0)
     ask.add_argument("--priority", type=int, default=5)
     ask.add_argument("--format", dest="answer_format", default="text")
+    ask.add_argument(
+        "--constraint",
+        dest="constraints",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a requirement checked exactly, repeatable: \'{"kind": "words", "relation": '
+        '"at_most", "count": 50}\' (kinds: docs/constraints.md)',
+    )
+    ask.add_argument("--max-tokens", type=int, help="cap on tokens per model call")
+    ask.add_argument("--temperature", type=float, help="sampling temperature of round 1")
+    ask.add_argument(
+        "--response-format", metavar="JSON", help='OpenAI style, e.g. \'{"type": "json_object"}\''
+    )
     ask.add_argument("--json", action="store_true", help="print the response as JSON")
     ask.set_defaults(handler=_ask)
     tail = sub.add_parser("tail", help="follow final responses")
@@ -112,6 +126,7 @@ def _ask(args: argparse.Namespace) -> int:
         raise SystemExit("guardian ask: give a prompt or --prompt-file, not both")
     prompt = read_prompt(args.prompt, args.prompt_file)
     settings = AppSettings.load()
+    declared = [_constraint(text) for text in args.constraints]
 
     async def go() -> ResponseDelivered:
         limit = settings.refine.max_prompt_chars
@@ -121,11 +136,24 @@ def _ask(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
                 priority=args.priority,
                 answer_format=args.answer_format,
+                constraints=declared,
+                max_tokens=args.max_tokens,
+                temperature=args.temperature,
+                response_format=args.response_format,
             )
 
     response = asyncio.run(go())
     print(response.model_dump_json(indent=2) if args.json else format_response(response))
     return 0 if response.status == "passed" else 1
+
+
+def _constraint(text: str) -> Constraint:
+    try:
+        return Constraint.model_validate_json(text)
+    except ValueError as exc:
+        raise SystemExit(
+            f"guardian ask: --constraint {text!r} is not a constraint: {exc}"
+        ) from None
 
 
 def _tail(args: argparse.Namespace) -> int:

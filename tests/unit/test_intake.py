@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from agents.config import IntakePolicy
-from agents.intake import RejectCode, payload_digest, validate
-from schemas.request_events import RequestSubmitted
+from agents.intake import RejectCode, asked, payload_digest, validate
+from schemas.request_events import Constraint, RequestSubmitted
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = IntakePolicy()
@@ -54,6 +54,72 @@ REJECTED = [
     pytest.param({"max_rounds": 0}, RejectCode.BAD_MAX_ROUNDS, id="max-rounds-zero"),
     pytest.param({"max_rounds": -1}, RejectCode.BAD_MAX_ROUNDS, id="max-rounds-negative"),
     pytest.param({"max_rounds": 6}, RejectCode.BAD_MAX_ROUNDS, id="max-rounds-over-cap"),
+    pytest.param({"max_tokens": 0}, RejectCode.BAD_SAMPLING, id="max-tokens-zero"),
+    pytest.param({"max_tokens": 4097}, RejectCode.BAD_SAMPLING, id="max-tokens-over-cap"),
+    pytest.param({"temperature": -0.1}, RejectCode.BAD_SAMPLING, id="temperature-negative"),
+    pytest.param({"temperature": 2.5}, RejectCode.BAD_SAMPLING, id="temperature-over-two"),
+    pytest.param(
+        {"constraints": [Constraint(kind="haiku")]}, RejectCode.BAD_CONSTRAINT, id="unknown-kind"
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="words", relation="about", count=5)]},
+        RejectCode.BAD_CONSTRAINT,
+        id="unknown-relation",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="words", relation="at_most", count=-1)]},
+        RejectCode.BAD_CONSTRAINT,
+        id="negative-count",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="keyword", count=2)]},
+        RejectCode.BAD_CONSTRAINT,
+        id="keyword-without-text",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="regex", text="(unclosed")]},
+        RejectCode.BAD_CONSTRAINT,
+        id="bad-regex",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="language", text="klingon")]},
+        RejectCode.BAD_CONSTRAINT,
+        id="unknown-language",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="json", json_schema="{not json")]},
+        RejectCode.BAD_CONSTRAINT,
+        id="schema-not-json",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="json", json_schema='{"type": "bogus"}')]},
+        RejectCode.BAD_CONSTRAINT,
+        id="schema-invalid",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="words", json_schema="{}")]},
+        RejectCode.BAD_CONSTRAINT,
+        id="schema-on-words",
+    ),
+    pytest.param(
+        {"constraints": [Constraint(kind="no_commas")] * 33},
+        RejectCode.BAD_CONSTRAINT,
+        id="too-many-constraints",
+    ),
+    pytest.param({"response_format": "json"}, RejectCode.BAD_RESPONSE_FORMAT, id="rf-not-json"),
+    pytest.param(
+        {"response_format": '{"type": "xml"}'}, RejectCode.BAD_RESPONSE_FORMAT, id="rf-type"
+    ),
+    pytest.param(
+        {"response_format": '{"type": "json_schema", "json_schema": {"name": "x"}}'},
+        RejectCode.BAD_RESPONSE_FORMAT,
+        id="rf-schema-missing",
+    ),
+    pytest.param(
+        {"response_format": '{"type": "json_schema", "json_schema": {"schema": {"type": 3}}}'},
+        RejectCode.BAD_RESPONSE_FORMAT,
+        id="rf-schema-invalid",
+    ),
     pytest.param(
         {"prompt": "Summarise this.\U000e0041\U000e0042"},
         RejectCode.UNICODE_SMUGGLING,
@@ -188,6 +254,22 @@ ACCEPTED = [
     pytest.param({"answer_format": "markdown"}, id="format-markdown"),
     pytest.param({"max_rounds": 1}, id="one-round"),
     pytest.param({"max_rounds": 5}, id="rounds-at-cap"),
+    pytest.param({"max_tokens": 1, "temperature": 0.0}, id="sampling-lowest"),
+    pytest.param({"max_tokens": 4096, "temperature": 2.0}, id="sampling-highest"),
+    pytest.param(
+        {
+            "constraints": [
+                Constraint(kind="words", relation="at_most", count=50),
+                Constraint(kind="keyword", relation="at_least", count=2, text="yeast"),
+                Constraint(kind="language", text="zh-cn"),
+                Constraint(kind="json", json_schema='{"type": "object"}'),
+                Constraint(kind="lowercase"),
+            ]
+        },
+        id="declared-constraints",
+    ),
+    pytest.param({"response_format": '{"type": "json_object"}'}, id="rf-json-object"),
+    pytest.param({"response_format": '{"type": "text"}'}, id="rf-text"),
 ]
 
 
@@ -308,3 +390,42 @@ def test_metadata_key_order_does_not_change_the_digest() -> None:
     other = request(metadata={"lang": "fr", "source": "web"})
     assert one == other
     assert payload_digest(one) == payload_digest(other)
+
+
+def test_a_declared_constraint_s_problem_names_its_place_and_kind() -> None:
+    declared = [Constraint(kind="no_commas"), Constraint(kind="regex", text="(a")]
+    rejection = validate(request(constraints=declared), NOW, POLICY)
+    assert rejection is not None
+    assert rejection.reason.startswith("constraints[1] (regex): text is not a valid regular")
+
+
+def test_response_format_asks_for_json_and_its_schema() -> None:
+    schema = '{"type": "json_schema", "json_schema": {"name": "c", "schema": {"type": "array"}}}'
+    fmt, declared = asked(
+        request(response_format=schema, constraints=[Constraint(kind="lowercase")])
+    )
+    assert fmt == "json"
+    assert [d.kind for d in declared] == ["lowercase", "json"]
+    assert declared[1].json_schema == '{"type": "array"}'
+    assert asked(request(response_format='{"type": "json_object"}')) == ("json", ())
+    assert asked(request(response_format='{"type": "text"}', answer_format="markdown")) == (
+        "markdown",
+        (),
+    )
+
+
+def test_a_request_keeps_its_digest_across_the_contract_upgrade() -> None:
+    # A request that uses none of the fields added later digests as it did before them.
+    import hashlib
+    import json
+
+    plain = request()
+    body = plain.model_dump(exclude={"event_id", "occurred_at", "config_version", "variant"})
+    for added in ("constraints", "max_tokens", "temperature", "response_format"):
+        del body[added]
+    before = hashlib.sha256(
+        json.dumps(body, sort_keys=True, default=str, ensure_ascii=False).encode()
+    ).hexdigest()
+    assert payload_digest(plain) == before
+    assert payload_digest(request(max_tokens=100)) != before
+    assert payload_digest(request(constraints=[Constraint(kind="no_commas")])) != before
