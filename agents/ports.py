@@ -44,8 +44,10 @@ class LLM(Protocol):
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Completion:
-        """``json_mode`` asks the backend to constrain decoding to one JSON value."""
+        """``json_mode`` asks the backend to constrain decoding to one JSON value, one
+        that matches ``json_schema`` (JSON Schema as JSON text) when given."""
         ...
 
 

@@ -18,7 +18,8 @@ _FORMAT_RULES = {
 
 def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list[ChatMessage]:
     """System prompt, context turns, the sources (if any), the instruction, then the
-    previous attempt and its critique on a later round."""
+    previous attempt and its critique on a later round (and the instruction again when
+    the re-ask decodes under a constraint)."""
     system = task.system_prompt
     rule = _FORMAT_RULES.get(task.answer_format, "")
     if rule:
@@ -29,7 +30,12 @@ def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list
     if passages:
         messages.append(ChatMessage(role="user", content=render_passages(passages)))
     messages.append(ChatMessage(role="user", content=task.instruction))
-    if task.critique and task.previous_attempt is not None:
+    if task.critique and task.previous_attempt is not None and task.output_constraint:
+        # A re-ask under constrained decoding ends on the question itself: with the
+        # critique last, a small model writes JSON about the critique, not the question.
+        messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
+        messages.append(ChatMessage(role="user", content=f"{task.critique}\n\n{task.instruction}"))
+    elif task.critique and task.previous_attempt is not None:
         messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
         messages.append(ChatMessage(role="user", content=refinement_request(task.critique)))
     elif task.critique:
@@ -54,3 +60,13 @@ def render_passages(passages: Sequence[Passage]) -> str:
     ]
     lines += [f"[{n}] ({p.source}) {p.text}" for n, p in enumerate(passages, start=1)]
     return "\n".join(lines)
+
+
+def json_schema_of(task: TaskAssigned) -> str | None:
+    """The JSON Schema a JSON answer must match, when the request declared one: decoding
+    is then constrained to it from the first round."""
+    if task.answer_format != "json":
+        return None
+    return next(
+        (c.json_schema for c in task.constraints if c.kind == "json" and c.json_schema), None
+    )

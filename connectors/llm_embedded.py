@@ -8,6 +8,7 @@ a worker thread, one call at a time, so the event loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -55,6 +56,15 @@ class EmbeddedModelLoadError(ModelError):
 
     kind = "unavailable"
     retriable = False
+
+
+def _response_format(json_mode: bool, json_schema: str | None) -> Any:
+    """llama.cpp's grammar-constrained decoding: any JSON value, or one of the schema."""
+    if not json_mode:
+        return None
+    if json_schema:
+        return {"type": "json_object", "schema": json.loads(json_schema)}
+    return {"type": "json_object"}
 
 
 def default_model_path() -> Path:
@@ -132,11 +142,12 @@ class EmbeddedLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Completion:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         async with self._queue:
             response = await asyncio.to_thread(
-                self._generate, payload, temperature, max_tokens, json_mode
+                self._generate, payload, temperature, max_tokens, json_mode, json_schema
             )
         return _completion(response)
 
@@ -160,6 +171,7 @@ class EmbeddedLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Any:
         with self._context_lock:
             llama = self._loaded()
@@ -169,7 +181,7 @@ class EmbeddedLLM:
                     temperature=temperature,
                     max_tokens=max_tokens,
                     # Grammar-constrained decoding: the output parses as JSON.
-                    response_format={"type": "json_object"} if json_mode else None,
+                    response_format=_response_format(json_mode, json_schema),
                 )
             except ValueError as exc:
                 # llama-cpp-python raises ValueError for prompts beyond the context window.

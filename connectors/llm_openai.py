@@ -7,6 +7,7 @@ One call is one HTTP request: retries, breakers and fallbacks live in
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -202,8 +203,9 @@ class OpenAICompatibleLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Completion:
-        payload = self._payload(messages, temperature, max_tokens, json_mode)
+        payload = self._payload(messages, temperature, max_tokens, json_mode, json_schema)
         response = await self._post(payload)
         if not response.is_success:
             raise status_error(response, time.time())
@@ -218,6 +220,7 @@ class OpenAICompatibleLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool,
+        json_schema: str | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._settings.model,
@@ -225,7 +228,13 @@ class OpenAICompatibleLLM:
             "temperature": temperature,
             "max_tokens": max(1, min(max_tokens, self._settings.max_tokens_cap)),
         }
-        if json_mode:
+        if json_mode and json_schema:
+            schema = json.loads(json_schema)
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+            }
+        elif json_mode:
             payload["response_format"] = {"type": "json_object"}
         return payload
 

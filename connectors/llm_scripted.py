@@ -169,6 +169,7 @@ class ScriptedLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Completion:
         key, call, step = self._next_step(messages)
         if step.latency_ms:

@@ -26,6 +26,7 @@ class RefusingLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> Completion:
         self.calls += 1
         raise ModelNotAllowed(

@@ -142,10 +142,15 @@ class ResilientLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
     ) -> ResilientCompletion:
         """The first completion the chain gives; raises the last ``ModelError`` otherwise."""
         outcome = await self.run(
-            messages, temperature=temperature, max_tokens=max_tokens, json_mode=json_mode
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            json_mode=json_mode,
+            json_schema=json_schema,
         )
         if isinstance(outcome.result, ModelError):
             raise outcome.result
@@ -160,6 +165,7 @@ class ResilientLLM:
         temperature: float,
         max_tokens: int,
         json_mode: bool = False,
+        json_schema: str | None = None,
         prefer: str | None = None,
     ) -> ChainOutcome:
         """Like ``complete``, but a failure is returned (with its attempt log), not raised.
@@ -168,7 +174,11 @@ class ResilientLLM:
 
         def call(llm: LLM) -> Awaitable[Completion]:
             return llm.complete(
-                messages, temperature=temperature, max_tokens=max_tokens, json_mode=json_mode
+                messages,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                json_mode=json_mode,
+                json_schema=json_schema,
             )
 
         started = self._clock()

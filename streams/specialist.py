@@ -24,7 +24,7 @@ from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
 from agents.priority import LaneScheduler
-from agents.prompts import build_messages
+from agents.prompts import build_messages, json_schema_of
 from agents.specialist import answered
 from connectors.resilient import ChainOutcome
 from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
@@ -163,13 +163,15 @@ async def call_model(
     """The chain's outcome: a completion or the last typed error, within the task's cap;
     ``passages`` are shown to the model as sources."""
     timeout = rt.settings.worker.model_timeout_s
+    schema = json_schema_of(task)
     try:
         return await asyncio.wait_for(
             rt.ports.llm.run(
                 build_messages(task, passages),
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
-                json_mode=task.output_constraint == "json",
+                json_mode=task.output_constraint == "json" or schema is not None,
+                json_schema=schema,
                 prefer=task.deployment,
             ),
             timeout=timeout,

@@ -68,7 +68,9 @@ def test_a_reader_that_knows_the_new_writer_schema_reads_it_with_its_old_one() -
     data = Codec().encode(new_request())
     old = Codec(cat=release("1", knows=("2",))).decode(data, RequestSubmitted)
     assert old.prompt == "Name three rivers."
-    assert old.constraints == () and old.max_tokens is None and old.response_format is None
+    assert old.constraints == ()
+    assert old.max_tokens is None
+    assert old.response_format is None
 
 
 @pytest.mark.parametrize("record", UPGRADED)

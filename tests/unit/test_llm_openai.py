@@ -110,6 +110,25 @@ async def test_json_mode_asks_for_a_json_object(
     assert service.received[-1].body["response_format"] == {"type": "json_object"}
 
 
+async def test_a_known_schema_asks_for_json_of_that_schema(
+    service: FakeModelService, llm: OpenAICompatibleLLM
+) -> None:
+    service.script(completion('{"capital": "Paris"}'))
+    schema = '{"type": "object", "required": ["capital"]}'
+    done = await llm.complete(
+        MESSAGES, temperature=0.2, max_tokens=64, json_mode=True, json_schema=schema
+    )
+    assert done.content == '{"capital": "Paris"}'
+    assert service.received[-1].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "schema": {"type": "object", "required": ["capital"]},
+            "strict": True,
+        },
+    }
+
+
 async def test_429_is_rate_limited_with_retry_after(
     service: FakeModelService, llm: OpenAICompatibleLLM
 ) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agents.prompts import build_messages, refinement_request
-from schemas.request_events import TaskAssigned
+from agents.prompts import build_messages, json_schema_of, refinement_request
+from schemas.request_events import Constraint, TaskAssigned
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SYSTEM = "You are a careful assistant."
@@ -107,3 +107,27 @@ def test_the_refinement_request_quotes_the_critique() -> None:
     text = refinement_request("Remove personal data (EMAIL_ADDRESS) from the answer.")
     assert "Remove personal data (EMAIL_ADDRESS) from the answer." in text
     assert "improved answer to the original question" in text
+
+
+def test_a_re_ask_under_constrained_decoding_ends_on_the_question() -> None:
+    critique = "The answer is not valid JSON (Expecting value); answer with valid JSON only."
+    messages = build_messages(
+        task(
+            round=2,
+            answer_format="json",
+            output_constraint="json",
+            critique=critique,
+            previous_attempt="Madrid and Rome.",
+        )
+    )
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1].content == f"{critique}\n\n{QUESTION}"
+    assert messages[-1].content.endswith(QUESTION)
+
+
+def test_a_declared_schema_constrains_a_json_answer_only() -> None:
+    schema = '{"type": "object"}'
+    declared = (Constraint(kind="words", count=5), Constraint(kind="json", json_schema=schema))
+    assert json_schema_of(task(answer_format="json", constraints=declared)) == schema
+    assert json_schema_of(task(answer_format="text", constraints=declared)) is None
+    assert json_schema_of(task(answer_format="json", constraints=declared[:1])) is None
