@@ -51,6 +51,8 @@ class Attempt(BaseModel):
     completion_tokens: int
     verdict_event_id: str
     critique: str = ""
+    constraints_met: float = 1.0
+    """Share of the request's verifiable constraints the answer met (1.0: none failed)."""
 
 
 SubtaskStatus = Literal["passed", "failed", "error"]
@@ -497,15 +499,18 @@ def _attempt(v: VerdictIssued) -> Attempt:
         completion_tokens=v.completion_tokens,
         verdict_event_id=v.event_id,
         critique=v.critique,
+        constraints_met=next((s.score for s in v.scores if s.guardian == "constraints"), 1.0),
     )
 
 
 def best_attempt(attempts: tuple[Attempt, ...]) -> Attempt | None:
-    """Passing beats failing, then the higher score, then the earlier round."""
+    """Passing beats failing, then more of the request's exact constraints met (an
+    exact signal beats the weighted score), then the higher score, then the earlier
+    round."""
     usable = [a for a in attempts if a.ok]
     if not usable:
         return None
-    return max(usable, key=lambda a: (a.passed, a.score, -a.round))
+    return max(usable, key=lambda a: (a.passed, a.constraints_met, a.score, -a.round))
 
 
 def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Step:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from streams.eval.project_set import tasks as project_tasks
-from streams.eval.run import ARMS, EvalPlan, run_eval, summary
+from streams.eval.run import ARMS, EvalPlan, Task, run_eval, summary
 from streams.settings import AppSettings
 
 
@@ -23,8 +24,22 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         + "; ".join(f"{a.name}: {a.about}" for a in ARMS.values())
         + ". The last line compares C with A.",
     )
-    ev.add_argument("--arms", default="A,R,B,C", help="comma-separated, from A R B C")
-    ev.add_argument("--tasks", type=int, help="the first N tasks of the project set")
+    ev.add_argument("--arms", default="A,R,B,C", help="comma-separated, from A R B C C+")
+    ev.add_argument(
+        "--set",
+        dest="task_set",
+        choices=("project", "ifbench"),
+        default="project",
+        help="the project's task set, or IFBench's test set (its verifiable prompts, scored "
+        "by its official verifiers; needs `make eval-deps`)",
+    )
+    ev.add_argument("--tasks", type=int, help="the first N tasks of the set")
+    ev.add_argument(
+        "--max-tokens",
+        type=int,
+        help="tokens per model call each request asks for (default: 512 for ifbench, the "
+        "specialist's default otherwise)",
+    )
     ev.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     ev.add_argument("--out", type=Path, help="worker logs (default .run/eval/<time>)")
@@ -37,12 +52,33 @@ def _eval(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
         return 2
-    chosen = project_tasks()[: args.tasks] if args.tasks else project_tasks()
+    chosen = _tasks(args.task_set)
+    chosen = chosen[: args.tasks] if args.tasks else chosen
     out = args.out or Path(".run/eval") / time.strftime("%Y%m%d-%H%M%S")
-    plan = EvalPlan(out=out, arms=arms, concurrency=args.concurrency, timeout_s=args.timeout)
+    max_tokens = args.max_tokens or (512 if args.task_set == "ifbench" else None)
+    plan = EvalPlan(
+        out=out,
+        arms=arms,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        max_tokens=max_tokens,
+    )
     results = asyncio.run(
         run_eval(AppSettings.load(), plan, chosen, lambda line: print(line, flush=True))
     )
     for line in summary(results):
         print(line)
     return 0
+
+
+def _tasks(task_set: str) -> Sequence[Task]:
+    if task_set == "project":
+        return project_tasks()
+    from streams.eval import ifbench
+
+    try:
+        loaded, coverage = ifbench.load()
+    except ifbench.IFBenchNotInstalled as exc:
+        raise SystemExit(f"guardian eval: {exc}") from None
+    print(ifbench.describe(coverage), flush=True)
+    return loaded

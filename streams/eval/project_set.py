@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from agents.constraints import Constraint
+from agents.constraints import Constraint, check, to_declared
+from schemas.request_events import Constraint as Declared
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,14 @@ class Task:
     draft: str = ""
     answer_format: str = "text"
     meta: dict[str, str] = field(default_factory=dict)
+
+    def passes(self, answer: str) -> bool:
+        """Every declared check met."""
+        return all(check(c, answer).passed for c in self.checks)
+
+    def declared(self) -> tuple[Declared, ...]:
+        """The checks as client-declared constraints (arm C+)."""
+        return tuple(to_declared(c).model_copy(update={"source": "client"}) for c in self.checks)
 
 
 _TOPICS: dict[str, tuple[str, str, tuple[str, str, str]]] = {

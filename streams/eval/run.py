@@ -8,7 +8,10 @@ The arms (at most 3 rounds each):
 - **R**, resampling: up to 3 rounds under the guardians, each round the same question
   again with no critique; the best attempt is kept.
 - **B**, refinement with the guardians but without the constraint guardian.
-- **C**, refinement with every guardian, the constraint guardian included.
+- **C**, refinement with every guardian, the constraint guardian included; it sees only
+  the prompt text.
+- **C+**, as C, with the task set's own constraints sent as client-declared
+  ``constraints`` (where the set can express them): an upper bound, reported apart.
 """
 
 from __future__ import annotations
@@ -18,15 +21,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
-from agents.constraints import check
 from connectors.client import GuardianClient
 from connectors.errors import ResponseTimeoutError
-from schemas.request_events import ResponseDelivered
+from schemas.request_events import Constraint, ResponseDelivered
 from streams.bench.namespace import scratch_namespace
 from streams.chaos.procs import Workers, namespace_env
-from streams.eval.project_set import Task
 from streams.settings import AppSettings
+
+
+class Task(Protocol):
+    """A task of a set: the prompt as a user sends it, and the set's own verifier."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def answer_format(self) -> str: ...
+    def passes(self, answer: str) -> bool: ...
+    def declared(self) -> tuple[Constraint, ...]: ...
+
 
 Progress = Callable[[str], None]
 _PARTITIONS = 3
@@ -37,6 +53,8 @@ class Arm:
     name: str
     about: str
     env: dict[str, str]
+    declares: bool = False
+    """Sends the task set's constraints as the request's ``constraints``."""
 
 
 ARMS: dict[str, Arm] = {
@@ -52,6 +70,12 @@ ARMS: dict[str, Arm] = {
         {"GUARDIAN_REFINE_MAX_ROUNDS": "3", "GUARDIAN_GUARD_CONSTRAINTS": "false"},
     ),
     "C": Arm("C", "refinement, constraint guardian", {"GUARDIAN_REFINE_MAX_ROUNDS": "3"}),
+    "C+": Arm(
+        "C+",
+        "as C, with the set's constraints declared (upper bound)",
+        {"GUARDIAN_REFINE_MAX_ROUNDS": "3"},
+        declares=True,
+    ),
 }
 
 
@@ -89,10 +113,10 @@ def _share(flags: Sequence[bool]) -> float:
 
 
 def verify(task: Task, response: ResponseDelivered | None) -> bool:
-    """The external verdict: the final answer meets every declared constraint."""
+    """The external verdict: the task set's own verifier on the final answer."""
     if response is None or response.status not in {"passed", "failed"}:
         return False
-    return all(check(c, response.content).passed for c in task.checks)
+    return task.passes(response.content)
 
 
 @dataclass
@@ -101,6 +125,8 @@ class EvalPlan:
     arms: Sequence[str] = ("A", "R", "B", "C")
     concurrency: int = 4
     timeout_s: float = 600.0
+    max_tokens: int | None = None
+    """Tokens per model call each request asks for (None: the specialist's default)."""
     worker_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -136,13 +162,17 @@ async def _run_arm(
         workers.start_all()
         try:
             await workers.joined()
-            return await _ask_all(scoped, plan, tasks, progress)
+            return await _ask_all(scoped, plan, arm, tasks, progress)
         finally:
             workers.stop_all()
 
 
 async def _ask_all(
-    settings: AppSettings, plan: EvalPlan, tasks: Sequence[Task], progress: Progress
+    settings: AppSettings,
+    plan: EvalPlan,
+    arm: Arm,
+    tasks: Sequence[Task],
+    progress: Progress,
 ) -> list[Outcome]:
     slots = asyncio.Semaphore(plan.concurrency)
     done = 0
@@ -152,10 +182,13 @@ async def _ask_all(
         async with slots:
             started = time.monotonic()
             response: ResponseDelivered | None
+            fields: dict[str, Any] = {"answer_format": task.answer_format}
+            if plan.max_tokens is not None:
+                fields["max_tokens"] = plan.max_tokens
+            if arm.declares:
+                fields["constraints"] = task.declared()
             try:
-                response = await client.ask(
-                    task.prompt, answer_format=task.answer_format, timeout_s=plan.timeout_s
-                )
+                response = await client.ask(task.prompt, timeout_s=plan.timeout_s, **fields)
             except (TimeoutError, ResponseTimeoutError):
                 response = None
             seconds = time.monotonic() - started

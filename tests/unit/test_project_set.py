@@ -24,3 +24,16 @@ def test_each_task_is_checkable(task: Task) -> None:
     found = {(c.kind, c.relation, c.count, c.text.lower()) for c in stated_in(task.prompt)}
     declared = {(c.kind, c.relation, c.count, c.text.lower()) for c in task.checks}
     assert declared <= found, "the prompt states what the verifier checks"
+
+
+def test_a_task_s_declared_constraints_are_its_checks_as_the_client_sends_them() -> None:
+    from agents.constraints import from_declared
+
+    for task in tasks():
+        declared = task.declared()
+        assert all(d.source == "client" for d in declared)
+        assert [from_declared(d).kind for d in declared] == [c.kind for c in task.checks]
+        assert [(c.relation, c.count, c.text) for c in map(from_declared, declared)] == [
+            (c.relation, c.count, c.text) for c in task.checks
+        ]
+        assert task.passes(task.reference)

@@ -20,7 +20,7 @@ from agents.refine import (
     round_temperature,
     start,
 )
-from schemas.request_events import RequestSubmitted, VerdictIssued
+from schemas.request_events import GuardianScore, RequestSubmitted, VerdictIssued
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 CONFIG = PipelineConfig(version=4)
@@ -294,6 +294,24 @@ def test_the_best_attempt_is_the_highest_score_then_the_earliest(
 def test_a_passing_attempt_beats_a_higher_failing_score() -> None:
     state, _ = play(begin(), verdict(1, score=0.95), verdict(2, passed=True, score=0.7))
     best = best_attempt(state.attempts)
+    assert best is not None
+    assert best.round == 2
+
+
+def test_more_constraints_met_beats_a_higher_score_among_failing_attempts() -> None:
+    def met(share: float) -> tuple[GuardianScore, ...]:
+        return (GuardianScore(guardian="constraints", score=share, passed=share == 1.0),)
+
+    state, step = play(
+        begin(),
+        verdict(1, score=0.9, scores=met(0.5)),
+        verdict(2, score=0.6, scores=met(1.0)),
+        verdict(3, score=0.95),  # no constraints checked: counts as none failed
+    )
+    assert [a.constraints_met for a in state.attempts] == [0.5, 1.0, 1.0]
+    assert step.response is not None
+    assert step.response.best_round == 3
+    best = best_attempt(state.attempts[:2])
     assert best is not None
     assert best.round == 2
 
