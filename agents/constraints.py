@@ -377,11 +377,45 @@ _COUNT = re.compile(
     r"\b"
     + _REL
     + _NUM
-    + r"[\s-]+(?:[a-z]+\s+)?(words?|sentences?|paragraphs?|bullet points?|bullets?)\b",
+    + r"[\s-]+(?:([a-z]+)\s+)?(words?|sentences?|paragraphs?|bullet points?|bullets?)\b",
     re.IGNORECASE,
 )
-_NOT_A_LIMIT = re.compile(r"\b(?:the|these|those|of|which|what)\s*$", re.IGNORECASE)
-"""A count after these words names things ("what do the two words mean"), not a limit."""
+_NOT_A_LIMIT = re.compile(r"\b(?:the|these|those|of|which|what|no)\s*$", re.IGNORECASE)
+"""A count after these words names things ("what do the two words mean", "no two
+consecutive words"), not a limit."""
+_NOT_THE_ANSWER_S = frozenset(
+    {
+        "more",
+        "fewer",
+        "less",
+        "additional",
+        "extra",
+        "consecutive",
+        "unique",
+        "different",
+        "distinct",
+        "new",
+        "first",
+        "last",
+        "long",
+        "short",
+        "previous",
+        "next",
+    }
+)
+"""A word between the number and the unit that makes the count something other than the
+answer's length: a comparison ("one more word than the previous"), a property ("40
+unique words"), a position ("the first 3 words")."""
+_DISTRIBUTIVE = re.compile(r"\b(?:each|every|per|any|all)\b", re.IGNORECASE)
+"""A clause that counts within every part ("each sentence must have at most 10 words")
+states a limit on the parts, not on the answer."""
+_AFTER_PARTS = re.compile(
+    r"^\s+(?:long|each|per|in\s+(?:each|every|a\s+row)|apiece|that|which)\b",
+    re.IGNORECASE,
+)
+"""A count followed by these describes the parts ("sentences 12 words long", "8 words
+each") or picks some of them out ("two words that rhyme"), not the answer's total."""
+_CLAUSE_START = re.compile(r"[.!?;:\n,]|\bwhere\b", re.IGNORECASE)
 _KEYWORD_TIMES = re.compile(
     r"(?:include|use|mention|contain)s?\s+(?:the\s+(?:word|keyword|term)\s+)?"
     r"[\"'“‘]([^\"'”’]{1,40})[\"'”’]\s+" + _REL + r"(\d+\s+times|once|twice|thrice|"
@@ -441,9 +475,9 @@ def stated_in(prompt: str) -> tuple[Constraint, ...]:
     """The common constraints a prompt states in plain English, in a stable order."""
     found: list[Constraint] = []
     for m in _COUNT.finditer(prompt):
-        if not m.group(1) and _NOT_A_LIMIT.search(prompt[: m.start()]):
+        if not _a_total(prompt, m):
             continue
-        unit = m.group(3).lower().rstrip("s")
+        unit = m.group(4).lower().rstrip("s")
         kind = _UNITS["bullet point" if unit.startswith("bullet point") else unit]
         relation, count = _bounded(m.group(1), _n(m.group(2)), kind)
         found.append(Constraint(kind=kind, relation=relation, count=count))
@@ -474,6 +508,20 @@ def stated_in(prompt: str) -> tuple[Constraint, ...]:
     if _NO_COMMAS.search(prompt):
         found.append(Constraint("no_commas"))
     return tuple(dict.fromkeys(found))
+
+
+def _a_total(prompt: str, m: re.Match[str]) -> bool:
+    """Whether a count the prompt states bounds the whole answer (precision over
+    recall: a wrong constraint makes refinement push the answer the wrong way)."""
+    before = prompt[: m.start()]
+    if not m.group(1) and _NOT_A_LIMIT.search(before):
+        return False
+    if m.group(3) and m.group(3).lower() in _NOT_THE_ANSWER_S:
+        return False
+    clause = _CLAUSE_START.split(before)[-1]
+    if _DISTRIBUTIVE.search(clause):
+        return False
+    return not _AFTER_PARTS.search(prompt[m.end() : m.end() + 30])
 
 
 def _n(word: str) -> int:

@@ -93,6 +93,8 @@ def test_counts() -> None:
         ("Start your answer with 'Dear friend'.", ["starts with 'Dear friend'"]),
         ("Answer in all lowercase letters, without commas.", ["all lowercase", "no commas"]),
         ("Reply in all capital letters.", ["all uppercase"]),
+        ("Write 3 paragraphs, each with 2 sentences.", ["exactly 3 paragraphs"]),
+        ("Summarise it in 2 sentences; each sentence needs 8 words.", ["exactly 2 sentences"]),
     ],
 )
 def test_constraints_stated_in_plain_english_are_found(prompt: str, found: list[str]) -> None:
@@ -110,6 +112,15 @@ def test_constraints_stated_in_plain_english_are_found(prompt: str, found: list[
         "Which of these three paragraphs is the clearest?",
         "Why do people say the JSON format is popular?",
         "How do I parse dates in JSON?",
+        # Counts of something other than the answer's length.
+        "No two consecutive words may start with the same letter.",
+        "Each sentence must contain exactly one more word than the previous one.",
+        "Write about rain in sentences that are at most 12 words long.",
+        "Describe a forest using at least 40 unique words.",
+        "Every paragraph should have exactly 3 sentences.",
+        "Write a poem where each line has 5 words.",
+        "Use at most 10 words per sentence.",
+        "Begin with two words that rhyme.",
     ],
 )
 def test_a_prompt_stating_no_constraint_gets_none(prompt: str) -> None:
