@@ -44,6 +44,16 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     ev.add_argument("--out", type=Path, help="worker logs (default .run/eval/<time>)")
     ev.set_defaults(handler=_eval)
+    probe = sub.add_parser(
+        "eval-json",
+        help="the embedded model on the demo's JSON re-ask, in each message layout",
+        description="Asks the embedded model the demo's JSON re-ask directly (no pipeline) "
+        "under JSON-constrained decoding, once per layout and sample, and counts the answers "
+        "that are valid JSON about the question.",
+    )
+    probe.add_argument("--per-temperature", type=int, default=4, help="samples per temperature")
+    probe.add_argument("--max-tokens", type=int, default=256)
+    probe.set_defaults(handler=_eval_json)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -82,3 +92,11 @@ def _tasks(task_set: str) -> Sequence[Task]:
         raise SystemExit(f"guardian eval: {exc}") from None
     print(ifbench.describe(coverage), flush=True)
     return loaded
+
+
+def _eval_json(args: argparse.Namespace) -> int:
+    from streams.eval.json_probe import probe
+
+    for line in asyncio.run(probe(args.per_temperature, args.max_tokens)):
+        print(line)
+    return 0

@@ -131,3 +131,26 @@ def test_a_declared_schema_constrains_a_json_answer_only() -> None:
     assert json_schema_of(task(answer_format="json", constraints=declared)) == schema
     assert json_schema_of(task(answer_format="text", constraints=declared)) is None
     assert json_schema_of(task(answer_format="json", constraints=declared[:1])) is None
+
+
+def test_the_json_probe_measures_the_layouts_the_pipeline_sends() -> None:
+    from streams.eval import json_probe
+
+    def sent(**fields: Any) -> list[tuple[str, str]]:
+        reask = task(
+            round=2,
+            instruction=json_probe.QUESTION,
+            system_prompt=json_probe.SYSTEM.split("\n")[0],
+            answer_format="json",
+            critique=json_probe.CRITIQUE,
+            previous_attempt=json_probe.PREVIOUS,
+            **fields,
+        )
+        return [(m.role, m.content) for m in build_messages(reask)]
+
+    probed = {k: [(m.role, m.content) for m in v] for k, v in json_probe.layouts().items()}
+    assert probed["question-last"] == sent(output_constraint="json")
+    assert probed["critique-last"] == sent()
+    assert json_probe.judged('{"Spain": "Madrid"}') == (True, True)
+    assert json_probe.judged('{"type": "error"}') == (True, False)
+    assert json_probe.judged("Madrid, Spain") == (False, True)
