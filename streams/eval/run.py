@@ -56,6 +56,11 @@ class Arm:
     declares: bool = False
     """Sends the task set's constraints as the request's ``constraints``."""
 
+    @property
+    def slug(self) -> str:
+        """The name as it may appear in a topic name (``C+`` is ``cplus``)."""
+        return self.name.lower().replace("+", "plus")
+
 
 ARMS: dict[str, Arm] = {
     "A": Arm("A", "single shot", {"GUARDIAN_REFINE_MAX_ROUNDS": "1"}),
@@ -150,7 +155,7 @@ async def run_eval(
 async def _run_arm(
     settings: AppSettings, plan: EvalPlan, arm: Arm, tasks: Sequence[Task], progress: Progress
 ) -> list[Outcome]:
-    with scratch_namespace(settings, f"eval{arm.name.lower()}", _PARTITIONS) as scoped:
+    with scratch_namespace(settings, f"eval{arm.slug}", _PARTITIONS) as scoped:
         # No shared answer cache: every arm answers every task itself.
         env = {
             **namespace_env(scoped),
@@ -158,7 +163,7 @@ async def _run_arm(
             **plan.worker_env,
             **arm.env,
         }
-        workers = Workers(scoped, env, plan.out / f"arm-{arm.name}", 1)
+        workers = Workers(scoped, env, plan.out / f"arm-{arm.slug}", 1)
         workers.start_all()
         try:
             await workers.joined()

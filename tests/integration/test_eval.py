@@ -96,3 +96,57 @@ async def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProce
     return await asyncio.to_thread(
         subprocess.run, cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840
     )
+
+
+FIXED = (
+    "We sang and danced, but the night was cold, so we left or stayed inside, yet nobody "
+    "complained."
+)
+"""Meets some of the first eight IFBench prompts (those asking for several different
+conjunctions) and not the others (those asking for five keywords)."""
+
+
+@pytest.mark.timeout(600)
+async def test_ifbench_tasks_run_through_the_pipeline_and_are_scored_by_its_verifiers(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The model gives every prompt the same answer, so the official verifiers' verdict
+    # on it, computed here, is what each arm must report.
+    from streams.eval import ifbench
+
+    n = 8
+    loaded, _ = ifbench.load()
+    expected = sum(t.passes(FIXED) for t in loaded[:n]) / n * 100
+    assert 0 < expected < 100, "the fixed answer passes some tasks and fails others"
+
+    async def chat(_request: web.Request) -> web.Response:
+        return web.json_response(completion(FIXED))
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    server = LoopbackServer(app)
+    async with server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "GUARDIAN_MODEL_BACKEND": "openai",
+            "GUARDIAN_OPENAI_BASE_URL": f"{server.origin}/v1",
+            "GUARDIAN_OPENAI_MODEL": "fake-model",
+            "GUARDIAN_GUARD_EMBEDDER": "hashing",
+            "GUARDIAN_GUARD_PII_CHECK": "false",
+        }
+        cmd = [sys.executable, "-m", "streams.cli", "eval", "--set", "ifbench"]
+        cmd += ["--tasks", str(n), "--arms", "A,C+", "--timeout", "120", "--out", str(tmp_path)]
+        done = await _run(cmd, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("IFBench: 264 of 294 prompts verifiable offline"), lines[0]
+    rates = {
+        m.group(1): float(m.group(2))
+        for line in lines
+        if (m := re.match(r"arm (\S+) \(.*?\): pass ([\d.]+)%", line))
+    }
+    assert rates == {
+        "A": pytest.approx(expected, abs=0.06),
+        "C+": pytest.approx(expected, abs=0.06),
+    }
