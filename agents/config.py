@@ -57,6 +57,9 @@ class RefinePolicy(_Frozen):
     critique: bool = True
     """Re-ask with the guardians' critique and the previous attempt; off, a later round
     asks the same question again (resampling, still keeping the best attempt)."""
+    show_previous: bool = True
+    """A re-ask shows the model its previous attempt before the critique; off, it asks
+    the question afresh with the critique as a note (a fresh sample told what to meet)."""
 
 
 class SpecialistProfile(_Frozen):

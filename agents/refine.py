@@ -427,6 +427,8 @@ def _reask(
         run = run.model_copy(update={"round": run.round + 1, "current_task": task})
         return Step(state=state.with_run(run), tasks=(task,))
     previous = verdict.content if verdict.content else current.previous_attempt
+    if not config.refine.show_previous and not _constraint(current, verdict):
+        previous = None
     task = _task(
         state,
         run,

@@ -157,6 +157,8 @@ class RefineSettings(BaseSettings):
     max_rounds: int = Field(default=3, ge=1)
     critique: bool = True
     """Re-ask with the critique; off, later rounds resample the same question."""
+    show_previous: bool = True
+    """A re-ask shows the previous attempt; off, a fresh sample with the critique as a note."""
     default_timeout_s: float = Field(default=120.0, gt=0)
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_tokens: int = Field(default=256, ge=1)
@@ -275,6 +277,7 @@ class AppSettings(BaseSettings):
             refine=RefinePolicy(
                 max_rounds=self.refine.max_rounds,
                 critique=self.refine.critique,
+                show_previous=self.refine.show_previous,
                 default_timeout_s=self.refine.default_timeout_s,
             ),
             specialist=SpecialistProfile(

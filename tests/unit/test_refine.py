@@ -212,6 +212,25 @@ def test_without_critique_a_fail_asks_the_same_question_again_and_keeps_the_best
     assert (last.response.rounds, last.response.best_round) == (3, 1)
 
 
+def test_without_the_previous_attempt_a_re_ask_is_the_question_with_the_critique() -> None:
+    fresh = CONFIG.model_copy(
+        update={"refine": CONFIG.refine.model_copy(update={"show_previous": False})}
+    )
+    _, step = play(begin(fresh), verdict(1, score=0.6), config=fresh)
+    task = step.task
+    assert task is not None
+    assert (task.round, task.critique, task.previous_attempt) == (2, "critique of round 1", None)
+    # A JSON format failure still shows the attempt: the constrained re-ask converts it.
+    _, json_step = play(
+        begin(fresh, answer_format="json"),
+        verdict(1, score=0.6, failure_classes=("format",)),
+        config=fresh,
+    )
+    assert json_step.task is not None
+    assert json_step.task.output_constraint == "json"
+    assert json_step.task.previous_attempt == "answer of round 1"
+
+
 def test_a_pass_at_round_two_finalizes_passed() -> None:
     _, step = play(begin(), verdict(1, score=0.4), verdict(2, passed=True, score=0.8))
     response = step.response
