@@ -59,15 +59,7 @@ async def test_refinement_with_the_constraint_guardian_beats_single_shot(
 ) -> None:
     model = ConstraintAwareModel(tasks()[:TASKS])
     async with model.server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
-        env |= {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "GUARDIAN_MODEL_BACKEND": "openai",
-            "GUARDIAN_OPENAI_BASE_URL": f"{model.server.origin}/v1",
-            "GUARDIAN_OPENAI_MODEL": "fake-model",
-            "GUARDIAN_GUARD_EMBEDDER": "hashing",
-            "GUARDIAN_GUARD_PII_CHECK": "false",
-        }
+        env = _eval_env(kafka_bootstrap, model.server.origin)
         cmd = [sys.executable, "-m", "streams.cli", "eval", "--tasks", str(TASKS)]
         cmd += ["--timeout", "120", "--out", str(tmp_path)]
         done = await _run(cmd, env)
@@ -90,6 +82,20 @@ async def test_refinement_with_the_constraint_guardian_beats_single_shot(
     assert last is not None, lines[-1]
     assert float(last.group(3)) == pytest.approx(rates["C"] - rates["A"], abs=0.11)
     assert model.named > 0, "some re-ask named the failing constraint"
+
+
+def _eval_env(bootstrap: str, model_origin: str) -> dict[str, str]:
+    """The eval command's environment: this broker, the model on loopback, the light
+    guardians; nothing else of this process's GUARDIAN_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
+    return env | {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GUARDIAN_MODEL_BACKEND": "openai",
+        "GUARDIAN_OPENAI_BASE_URL": f"{model_origin}/v1",
+        "GUARDIAN_OPENAI_MODEL": "fake-model",
+        "GUARDIAN_GUARD_EMBEDDER": "hashing",
+        "GUARDIAN_GUARD_PII_CHECK": "false",
+    }
 
 
 async def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -126,15 +132,7 @@ async def test_ifbench_tasks_run_through_the_pipeline_and_are_scored_by_its_veri
     app.router.add_post("/v1/chat/completions", chat)
     server = LoopbackServer(app)
     async with server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
-        env |= {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "GUARDIAN_MODEL_BACKEND": "openai",
-            "GUARDIAN_OPENAI_BASE_URL": f"{server.origin}/v1",
-            "GUARDIAN_OPENAI_MODEL": "fake-model",
-            "GUARDIAN_GUARD_EMBEDDER": "hashing",
-            "GUARDIAN_GUARD_PII_CHECK": "false",
-        }
+        env = _eval_env(kafka_bootstrap, server.origin)
         cmd = [sys.executable, "-m", "streams.cli", "eval", "--set", "ifbench"]
         cmd += ["--tasks", str(n), "--arms", "A,C+", "--timeout", "120", "--out", str(tmp_path)]
         done = await _run(cmd, env)
