@@ -17,9 +17,10 @@ The arms (at most 3 rounds each):
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,11 +89,13 @@ ARMS: dict[str, Arm] = {
 class Outcome:
     task_id: str
     passed: bool
-    """Every declared constraint met, as the verifier judges the final answer."""
+    """The task set's verifier passes the final answer."""
     status: str
     rounds: int
     tokens: int
     seconds: float
+    content: str = ""
+    """The final answer (kept in the arm's record file)."""
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,11 @@ async def run_eval(
         started = time.monotonic()
         outcomes = await _run_arm(settings, plan, arm, tasks, progress)
         result = ArmResult(arm, outcomes)
+        record = plan.out / f"arm-{arm.slug}.jsonl"
+        _record(record, outcomes)
         progress(
-            f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s"
+            f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s "
+            f"(every answer in {record})"
         )
         results.append(result)
     return results
@@ -207,10 +213,20 @@ async def _ask_all(
             rounds=response.rounds if response else 0,
             tokens=response.completion_tokens if response else 0,
             seconds=seconds,
+            content=response.content if response else "",
         )
 
     async with GuardianClient(settings.kafka) as client:
         return list(await asyncio.gather(*(one(client, t) for t in tasks)))
+
+
+def _record(path: Path, outcomes: Sequence[Outcome]) -> None:
+    """One JSON line per task: the verdict, the response's status, rounds, tokens, time
+    and the final answer, so a run can be audited and compared task by task."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for o in outcomes:
+            out.write(json.dumps(asdict(o), ensure_ascii=False) + "\n")
 
 
 def summary(results: Sequence[ArmResult]) -> list[str]:

@@ -8,6 +8,7 @@ without it (B) must not."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -148,3 +149,9 @@ async def test_ifbench_tasks_run_through_the_pipeline_and_are_scored_by_its_veri
         "A": pytest.approx(expected, abs=0.06),
         "C+": pytest.approx(expected, abs=0.06),
     }
+    recorded = [
+        json.loads(line) for line in (tmp_path / "arm-cplus.jsonl").read_text().splitlines()
+    ]
+    assert [r["task_id"] for r in recorded] == [t.task_id for t in loaded[:n]]
+    assert {r["content"] for r in recorded} == {FIXED}
+    assert sum(r["passed"] for r in recorded) / n * 100 == pytest.approx(expected)
