@@ -94,6 +94,7 @@ class Outcome:
     rounds: int
     tokens: int
     seconds: float
+    reason_code: str = ""
     content: str = ""
     """The final answer (kept in the arm's record file)."""
 
@@ -135,6 +136,7 @@ class EvalPlan:
     timeout_s: float = 600.0
     max_tokens: int | None = None
     """Tokens per model call each request asks for (None: the specialist's default)."""
+    model_timeout_s: float = 300.0
     worker_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -166,6 +168,9 @@ async def _run_arm(
         env = {
             **namespace_env(scoped),
             "GUARDIAN_REFINE_DEFAULT_TIMEOUT_S": str(plan.timeout_s),
+            # A local model answers one call at a time: a call's wait for its turn counts
+            # against the model timeout, which must not cut long answers short.
+            "GUARDIAN_WORKER_MODEL_TIMEOUT_S": str(plan.model_timeout_s),
             **plan.worker_env,
             **arm.env,
         }
@@ -213,6 +218,7 @@ async def _ask_all(
             rounds=response.rounds if response else 0,
             tokens=response.completion_tokens if response else 0,
             seconds=seconds,
+            reason_code=(response.reason_code or "") if response else "",
             content=response.content if response else "",
         )
 
