@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams.eval.project_set import tasks as project_tasks
-from streams.eval.run import ARMS, EvalPlan, Task, run_eval, summary
+from streams.eval.run import ARMS, EvalPlan, Task, recorded, run_eval, summary
 from streams.settings import AppSettings
 
 
@@ -43,6 +43,13 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     ev.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     ev.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     ev.add_argument("--out", type=Path, help="worker logs (default .run/eval/<time>)")
+    ev.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="run nothing: print the summary of the arms recorded in these --out folders",
+    )
     ev.set_defaults(handler=_eval)
     probe = sub.add_parser(
         "eval-json",
@@ -57,6 +64,14 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.summarize:
+        found = [r for folder in args.summarize for r in recorded(folder)]
+        if not found:
+            print(f"no arm-*.jsonl in {', '.join(map(str, args.summarize))}")
+            return 2
+        for line in summary(found):
+            print(line)
+        return 0
     arms = [a.strip().upper() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:

@@ -235,6 +235,18 @@ def _record(path: Path, outcomes: Sequence[Outcome]) -> None:
             out.write(json.dumps(asdict(o), ensure_ascii=False) + "\n")
 
 
+def recorded(folder: Path) -> list[ArmResult]:
+    """The arms recorded in ``folder`` (``arm-<name>.jsonl`` of one or more runs), in
+    the order of ``ARMS``: a run's summary again, or several partial runs' together."""
+    results = []
+    for arm in ARMS.values():
+        path = folder / f"arm-{arm.slug}.jsonl"
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            results.append(ArmResult(arm, [Outcome(**json.loads(line)) for line in lines]))
+    return results
+
+
 def summary(results: Sequence[ArmResult]) -> list[str]:
     """A line per arm, then the last line: C against A."""
     by_name = {r.arm.name: r for r in results}
