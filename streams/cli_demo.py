@@ -113,7 +113,8 @@ async def _drive(settings: AppSettings) -> bool:
         print(
             f"   note: the JSON request did not pass in its {refined.rounds} rounds; the "
             "reason above is the last verdict's critique. The embedded 135M model writes "
-            "valid JSON on topic in about 6 of 10 constrained re-asks (docs/evaluation.md); "
+            "valid JSON on topic in about 7 of 10 constrained re-asks (`guardian eval-json`, "
+            "docs/evaluation.md); "
             "a larger model behind GUARDIAN_MODEL_BACKEND=openai does better."
         )
     letter = await _find_dead_letter(settings)
