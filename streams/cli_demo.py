@@ -115,7 +115,7 @@ async def _drive(settings: AppSettings) -> bool:
             "reason above is the last verdict's critique. The embedded 135M model writes "
             "valid JSON on topic in about 7 of 10 constrained re-asks (`guardian eval-json`, "
             "docs/evaluation.md); "
-            "a larger model behind GUARDIAN_MODEL_BACKEND=openai does better."
+            "a larger model can be put behind GUARDIAN_MODEL_BACKEND=openai."
         )
     letter = await _find_dead_letter(settings)
     _step("dead letters")
