@@ -6,6 +6,8 @@ version from settings and later versions from ``ConfigChanged`` events.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -57,6 +59,10 @@ class RefinePolicy(_Frozen):
     critique: bool = True
     """Re-ask with the guardians' critique and the previous attempt; off, a later round
     asks the same question again (resampling, still keeping the best attempt)."""
+    reask_on: Literal["any", "exact"] = "any"
+    """Which failures earn another round: ``any``, or only ``exact`` ones (a constraint,
+    the JSON format, safety, an empty answer or a model error), so a miss by the soft
+    signals (alignment, completeness, the weighted score) is reported but not re-asked."""
     show_previous: bool = True
     """A re-ask shows the model its previous attempt before the critique; off, it asks
     the question afresh with the critique as a note (a fresh sample told what to meet)."""

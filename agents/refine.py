@@ -403,13 +403,25 @@ def on_verdict(
     ):
         return _duplicate(state, run, verdict)
     run = run.model_copy(update={"attempts": (*run.attempts, _attempt(verdict))})
-    if not verdict.passed and run.round < state.max_rounds:
+    if not verdict.passed and run.round < state.max_rounds and _worth_reasking(verdict, config):
         return _reask(state, run, verdict, now, config)
     run = run.model_copy(update={"status": _settled(run)})
     state = state.with_run(run)
     if state.final_run is not None and run.subtask == state.final_run.subtask:
         return _finalize(state, now, run.status or "error")
     return _advance(state, now, config, cause=verdict.event_id)
+
+
+EXACT_FAILURES = frozenset(
+    {"constraint", "format", "pii", "leak", "refusal", "empty", "model_error"}
+)
+"""Failures found by an exact check, not by a similarity or a score."""
+
+
+def _worth_reasking(verdict: VerdictIssued, config: PipelineConfig) -> bool:
+    if config.refine.reask_on == "any":
+        return True
+    return bool(EXACT_FAILURES & set(verdict.failure_classes))
 
 
 def _reask(

@@ -159,6 +159,8 @@ class RefineSettings(BaseSettings):
     """Re-ask with the critique; off, later rounds resample the same question."""
     show_previous: bool = True
     """A re-ask shows the previous attempt; off, a fresh sample with the critique as a note."""
+    reask_on: Literal["any", "exact"] = "any"
+    """Re-ask on any failure, or only on an exact one (constraint, format, safety...)."""
     default_timeout_s: float = Field(default=120.0, gt=0)
     max_prompt_chars: int = Field(default=8000, ge=1)
     max_tokens: int = Field(default=256, ge=1)
@@ -278,6 +280,7 @@ class AppSettings(BaseSettings):
                 max_rounds=self.refine.max_rounds,
                 critique=self.refine.critique,
                 show_previous=self.refine.show_previous,
+                reask_on=self.refine.reask_on,
                 default_timeout_s=self.refine.default_timeout_s,
             ),
             specialist=SpecialistProfile(

@@ -231,6 +231,34 @@ def test_without_the_previous_attempt_a_re_ask_is_the_question_with_the_critique
     assert json_step.task.previous_attempt == "answer of round 1"
 
 
+@pytest.mark.parametrize(
+    ("classes", "reasked"),
+    [
+        pytest.param(("low_alignment",), False, id="soft-alignment"),
+        pytest.param(("incomplete", "low_score"), False, id="soft-completeness"),
+        pytest.param(("echo",), False, id="echo"),
+        pytest.param(("constraint",), True, id="constraint"),
+        pytest.param(("low_alignment", "format"), True, id="format-among-soft"),
+        pytest.param(("pii",), True, id="safety"),
+    ],
+)
+def test_re_asking_on_exact_failures_only_settles_a_soft_miss(
+    classes: tuple[str, ...], reasked: bool
+) -> None:
+    exact = CONFIG.model_copy(
+        update={"refine": CONFIG.refine.model_copy(update={"reask_on": "exact"})}
+    )
+    _, step = play(begin(exact), verdict(1, score=0.6, failure_classes=classes), config=exact)
+    assert (step.task is not None) is reasked
+    if not reasked:
+        assert step.response is not None
+        assert (step.response.status, step.response.rounds) == ("failed", 1)
+        assert step.response.content == "answer of round 1"
+    # The default re-asks every failure.
+    _, default = play(begin(), verdict(1, score=0.6, failure_classes=classes))
+    assert default.task is not None
+
+
 def test_a_pass_at_round_two_finalizes_passed() -> None:
     _, step = play(begin(), verdict(1, score=0.4), verdict(2, passed=True, score=0.8))
     response = step.response
