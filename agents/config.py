@@ -63,9 +63,11 @@ class RefinePolicy(_Frozen):
     """Which failures earn another round: ``any``, or only ``exact`` ones (a constraint,
     the JSON format, safety, an empty answer or a model error), so a miss by the soft
     signals (alignment, completeness, the weighted score) is reported but not re-asked."""
-    show_previous: bool = True
-    """A re-ask shows the model its previous attempt before the critique; off, it asks
-    the question afresh with the critique as a note (a fresh sample told what to meet)."""
+    show_previous: bool = False
+    """A re-ask shows the model its previous attempt before the critique; off (the
+    default, chosen on the project task set: +20.2 points over single shot against +6.7
+    with the attempt shown), it asks the question afresh with the critique as a note. A
+    JSON format failure's re-ask always shows the attempt it converts."""
 
 
 class SpecialistProfile(_Frozen):

@@ -157,7 +157,7 @@ class RefineSettings(BaseSettings):
     max_rounds: int = Field(default=3, ge=1)
     critique: bool = True
     """Re-ask with the critique; off, later rounds resample the same question."""
-    show_previous: bool = True
+    show_previous: bool = False
     """A re-ask shows the previous attempt; off, a fresh sample with the critique as a note."""
     reask_on: Literal["any", "exact"] = "any"
     """Re-ask on any failure, or only on an exact one (constraint, format, safety...)."""

@@ -177,7 +177,10 @@ def test_a_pass_at_round_one_finalizes() -> None:
 
 
 def test_a_fail_asks_again_with_the_critique_and_the_previous_attempt() -> None:
-    state, step = play(begin(), verdict(1, score=0.4))
+    shown = CONFIG.model_copy(
+        update={"refine": CONFIG.refine.model_copy(update={"show_previous": True})}
+    )
+    state, step = play(begin(shown), verdict(1, score=0.4), config=shown)
     task = step.task
     assert task is not None
     assert step.response is None
@@ -212,10 +215,9 @@ def test_without_critique_a_fail_asks_the_same_question_again_and_keeps_the_best
     assert (last.response.rounds, last.response.best_round) == (3, 1)
 
 
-def test_without_the_previous_attempt_a_re_ask_is_the_question_with_the_critique() -> None:
-    fresh = CONFIG.model_copy(
-        update={"refine": CONFIG.refine.model_copy(update={"show_previous": False})}
-    )
+def test_by_default_a_re_ask_is_the_question_with_the_critique_not_the_attempt() -> None:
+    fresh = CONFIG
+    assert not fresh.refine.show_previous
     _, step = play(begin(fresh), verdict(1, score=0.6), config=fresh)
     task = step.task
     assert task is not None
@@ -384,7 +386,10 @@ def test_after_a_model_error_the_retry_keeps_the_last_real_answer() -> None:
     assert step.task is not None
     assert step.task.previous_attempt is None
     assert step.task.critique == "The previous attempt failed; answer the question again."
-    _, step = play(begin(), verdict(1, score=0.4), model_error(2))
+    shown = CONFIG.model_copy(
+        update={"refine": CONFIG.refine.model_copy(update={"show_previous": True})}
+    )
+    _, step = play(begin(shown), verdict(1, score=0.4), model_error(2), config=shown)
     assert step.task is not None
     assert step.task.round == 3
     assert step.task.previous_attempt == "answer of round 1"

@@ -152,7 +152,7 @@ def test_a_failing_subtask_is_refined_on_its_own() -> None:
     (again,) = step.tasks
     assert (again.subtask, again.round) == ("ask-1", 2)
     assert again.critique == "critique of req-9/ask-1/1"
-    assert again.previous_attempt == "result of req-9/ask-1/1"
+    assert again.previous_attempt is None  # a fresh sample told what to fix (the default)
     assert again.temperature > tasks["ask-1"].temperature
     assert {t.task_id for t in state.open_tasks} == {
         "req-9/facts/1",
