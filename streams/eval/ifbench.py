@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -241,7 +242,7 @@ def sample_answers() -> tuple[str, ...]:
 def _unverifiable(instruction_id: str, kwargs: Mapping[str, Arg], prompt: str) -> str:
     """Why the instruction cannot be verified offline here ("" when it can)."""
     try:
-        first, second = (_built_offline(instruction_id, kwargs, prompt) for _ in range(2))
+        first, second = (_built_seeded(instruction_id, kwargs, prompt, s) for s in (0, 1))
     except Exception as exc:  # noqa: BLE001 - any failure to build excludes the prompt
         return f"does not build: {type(exc).__name__}: {exc}"
     if first.get_instruction_args() != second.get_instruction_args():
@@ -255,6 +256,18 @@ def _unverifiable(instruction_id: str, kwargs: Mapping[str, Arg], prompt: str) -
         except Exception as exc:  # noqa: BLE001 - any failure to check excludes the prompt
             return f"check fails: {type(exc).__name__}: {exc}"
     return ""
+
+
+def _built_seeded(instruction_id: str, kwargs: Mapping[str, Arg], prompt: str, seed: int) -> Any:
+    """Built with ``random`` seeded (and its state restored after): an argument the
+    verifier draws at random then differs between two seeds every time, not only when
+    two unseeded draws happen to differ."""
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        return _built_offline(instruction_id, kwargs, prompt)
+    finally:
+        random.setstate(state)
 
 
 def _built_offline(instruction_id: str, kwargs: Mapping[str, Arg], prompt: str) -> Any:
