@@ -70,7 +70,7 @@ def on_request(
             state=awaiting_context(request, digest, now, config),
             turns=(prompt_turn(request, now, config.version),),
         )
-    return Admitted(request, digest)
+    return Admitted(request, digest, request.context)
 
 
 def begin(
@@ -124,7 +124,9 @@ def on_context(
         # and nothing at all once the broker has it.
         return NOTHING if known.final_sent else again(known, known.final)
     if known.awaiting is not None:
-        return Admitted(known.awaiting, known.payload_digest, provided.context)
+        # The session's turns come first: the client's own context continues from them.
+        context = provided.context + known.awaiting.context
+        return Admitted(known.awaiting, known.payload_digest, context)
     if known.unanswered:
         # Planned, but nothing answered yet: a crash may have lost the first tasks.
         return Effects(emits=known.open_tasks)

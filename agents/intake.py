@@ -67,10 +67,13 @@ def _prompt_present(r: RequestSubmitted, _now: datetime, _p: IntakePolicy) -> Re
 
 
 def _prompt_size(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
-    if len(r.prompt) > p.max_prompt_chars:
+    """The limit holds for the prompt and its conversation context together."""
+    size = len(r.prompt) + sum(len(turn) for turn in r.context)
+    if size > p.max_prompt_chars:
+        what = "the prompt and its context have" if r.context else "the prompt has"
         return Rejection(
             RejectCode.PROMPT_TOO_LONG,
-            f"the prompt has {len(r.prompt)} characters; the limit is {p.max_prompt_chars}",
+            f"{what} {size} characters; the limit is {p.max_prompt_chars}",
         )
     return None
 
@@ -181,19 +184,30 @@ def asked(request: RequestSubmitted) -> tuple[str, tuple[Constraint, ...]]:
 
 
 def _content(r: RequestSubmitted, _now: datetime, p: IntakePolicy) -> Rejection | None:
-    if _SMUGGLING.search(r.prompt):
+    """The prompt, then each turn of its context: a model reads them all."""
+    texts = [("the prompt", r.prompt)]
+    texts += [(f"context turn {i + 1}", turn) for i, turn in enumerate(r.context)]
+    for where, text in texts:
+        rejection = _hidden_or_injected(where, text, p)
+        if rejection is not None:
+            return rejection
+    return None
+
+
+def _hidden_or_injected(where: str, text: str, p: IntakePolicy) -> Rejection | None:
+    if _SMUGGLING.search(text):
         return Rejection(
             RejectCode.UNICODE_SMUGGLING,
-            "the prompt holds invisible tag or bidirectional-override characters",
+            f"{where} holds invisible tag or bidirectional-override characters",
         )
-    selectors = hidden_selectors(r.prompt)
+    selectors = hidden_selectors(text)
     if selectors is not None:
         return Rejection(
             RejectCode.UNICODE_SMUGGLING,
-            f"the prompt hides text in variation selectors: {selectors}",
+            f"{where} hides text in variation selectors: {selectors}",
         )
-    if p.reject_injection and any(_INJECTION.search(v) for v in _foldings(r.prompt)):
-        return Rejection(RejectCode.PROMPT_INJECTION, "the prompt asks to override instructions")
+    if p.reject_injection and any(_INJECTION.search(v) for v in _foldings(text)):
+        return Rejection(RejectCode.PROMPT_INJECTION, f"{where} asks to override instructions")
     return None
 
 
@@ -218,7 +232,13 @@ _CHECKS = (
     _content,
 )
 
-_ADDED_LATER = {"constraints": (), "max_tokens": None, "temperature": None, "response_format": None}
+_ADDED_LATER = {
+    "constraints": (),
+    "max_tokens": None,
+    "temperature": None,
+    "response_format": None,
+    "context": (),
+}
 """Request fields added after the first contract version, with their defaults: left out
 of the digest while at the default, so a request keeps its digest across the upgrade."""
 

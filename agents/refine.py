@@ -53,7 +53,13 @@ class Attempt(BaseModel):
     critique: str = ""
     constraints_met: float = 1.0
     """Share of the request's verifiable constraints the answer met (1.0: none failed)."""
+    unsafe: tuple[str, ...] = ()
+    """The safety gate's failures that make the answer unfit to return (``WITHHELD``)."""
 
+
+WITHHELD = frozenset({"pii", "leak"})
+"""Safety-gate failures whose content is never returned: personal data the question did
+not hold, the system prompt repeated (a refusal is a failure, not a danger)."""
 
 SubtaskStatus = Literal["passed", "failed", "error"]
 
@@ -514,17 +520,18 @@ def _attempt(v: VerdictIssued) -> Attempt:
         verdict_event_id=v.event_id,
         critique=v.critique,
         constraints_met=next((s.score for s in v.scores if s.guardian == "constraints"), 1.0),
+        unsafe=tuple(c for c in v.failure_classes if c in WITHHELD),
     )
 
 
 def best_attempt(attempts: tuple[Attempt, ...]) -> Attempt | None:
-    """Passing beats failing, then more of the request's exact constraints met (an
-    exact signal beats the weighted score), then the higher score, then the earlier
-    round."""
+    """Passing beats failing, then safe beats unsafe, then more of the request's exact
+    constraints met (an exact signal beats the weighted score), then the higher score,
+    then the earlier round."""
     usable = [a for a in attempts if a.ok]
     if not usable:
         return None
-    return max(usable, key=lambda a: (a.passed, a.constraints_met, a.score, -a.round))
+    return max(usable, key=lambda a: (a.passed, not a.unsafe, a.constraints_met, a.score, -a.round))
 
 
 def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Step:
@@ -534,6 +541,10 @@ def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Ste
     if best is None and status != "timeout":
         status = "error"
     reason, code = _reason(status, best, _unsettled(state))
+    if best is not None and best.unsafe:
+        # Never returned: the reason says why there is no content.
+        failed = ", ".join(best.unsafe)
+        reason = f"the best attempt failed the safety gate ({failed}) and is withheld; {reason}"
     spent = tuple(a for r in state.runs for a in r.attempts)
     response = ResponseDelivered(
         event_id=stable_id(state.request_id, "response"),
@@ -542,7 +553,7 @@ def _finalize(state: RequestState, now: datetime, status: ResponseStatus) -> Ste
         config_version=state.config_version,
         variant=state.variant,
         status=status,
-        content=best.content if best else "",
+        content=best.content if best and not best.unsafe else "",
         confidence=best.score if best else 0.0,
         rounds=len(state.attempts),
         best_round=best.round if best else 0,

@@ -40,6 +40,8 @@ class RequestSubmitted(Event):
     max_tokens: int | None = None
     temperature: float | None = None
     response_format: str | None = None
+    context: tuple[str, ...] = ()
+    """Earlier turns the client holds, oldest first (``System: ...``, ``User: ...``)."""
 
 
 class TaskAssigned(Event):

@@ -14,7 +14,7 @@ from agents.ids import stable_id
 from agents.intake import payload_digest
 from agents.refine import RequestState, closed, rejected
 from agents.retention import DoneMarker
-from schemas.request_events import RequestSubmitted, ResponseDelivered
+from schemas.request_events import ContextProvided, RequestSubmitted, ResponseDelivered
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 CONFIG = PipelineConfig(version=4)
@@ -109,3 +109,29 @@ def test_a_conflicting_resend_of_a_request_only_a_done_marker_remembers() -> Non
     assert isinstance(response, ResponseDelivered)
     assert (response.reason_code, response.submission_id) == ("conflict", "e-4")
     assert effects.state is None
+
+
+def test_the_clients_context_reaches_every_task_after_the_sessions_turns() -> None:
+    own = ("System: Answer in French.", "User: Hi.\nAssistant: Bonjour.")
+    request = REQUEST.model_copy(update={"context": own})
+    admitted = admission.on_request(request, payload_digest(request), None, None, T0, CONFIG)
+    assert isinstance(admitted, admission.Admitted)
+    assert admitted.context == own
+    begun = admission.begin(admitted, T0, CONFIG, cache_hit=None, route=lambda _: ("d-1", False))
+    assert begun.emits
+    assert all(task.context == own for task in begun.emits)  # type: ignore[attr-defined]
+
+    in_session = request.model_copy(update={"session_id": "s-1"})
+    held = admission.on_request(in_session, payload_digest(in_session), None, None, T0, CONFIG)
+    assert isinstance(held, Effects)
+    assert held.state is not None
+    session = ContextProvided(
+        event_id="c-1",
+        request_id="r-1",
+        occurred_at=T0,
+        session_id="s-1",
+        context=("User: Earlier?\nAssistant: Yes.",),
+    )
+    planned = admission.on_context(session, held.state, None)
+    assert isinstance(planned, admission.Admitted)
+    assert planned.context == ("User: Earlier?\nAssistant: Yes.", *own)

@@ -21,21 +21,25 @@ UPGRADED = ("RequestSubmitted", "TaskAssigned", "SpecialistAnswered")
 
 PREVIOUS = {"RequestSubmitted": "1", "TaskAssigned": "2", "SpecialistAnswered": "1"}
 """The published version each upgraded record had in the release before constraints."""
+BEFORE_CONTEXT = PREVIOUS | {"RequestSubmitted": "2"}
+"""The release before requests carried their conversation context."""
 
 
-def previous_release(*, knows_new: bool = False) -> Catalog:
-    """The catalog of the release before: the upgraded records' schemas as they were
-    then, knowing no later writer schema, or, with ``knows_new``, the new ones too (what
-    a schema registry tells a reader)."""
+def previous_release(
+    *, knows_new: bool = False, versions_then: dict[str, str] = PREVIOUS
+) -> Catalog:
+    """The catalog of an earlier release (``versions_then``): the upgraded records'
+    schemas as they were then, knowing no later writer schema, or, with ``knows_new``,
+    the new ones too (what a schema registry tells a reader)."""
     now = catalog()
     current = dict(now.current)
     by_fp = dict(now.by_fingerprint)
     for name in UPGRADED:
         versions = {v.version: v for v in history(name)}
-        current[name] = versions[PREVIOUS[name]]
+        current[name] = versions[versions_then[name]]
         if not knows_new:
             for v in versions.values():
-                if int(v.version) > int(PREVIOUS[name]):
+                if int(v.version) > int(versions_then[name]):
                     by_fp.pop(v.fingerprint, None)
     return replace(now, current=current, by_fingerprint=by_fp)
 
@@ -50,6 +54,7 @@ def new_request() -> RequestSubmitted:
         max_tokens=64,
         temperature=0.4,
         response_format='{"type": "json_object"}',
+        context=("User: Hello.\nAssistant: Hi.",),
     )
 
 
@@ -73,8 +78,18 @@ def test_a_reader_that_knows_the_new_writer_schema_reads_it_with_its_old_one() -
     assert old.response_format is None
 
 
+def test_the_release_before_context_reads_a_request_with_context_without_it() -> None:
+    data = Codec().encode(new_request())
+    old = Codec(cat=previous_release(knows_new=True, versions_then=BEFORE_CONTEXT)).decode(
+        data, RequestSubmitted
+    )
+    assert old.context == ()
+    assert old.constraints == new_request().constraints
+    assert old.response_format == '{"type": "json_object"}'
+
+
 ADDED = {
-    "RequestSubmitted": ("constraints", "max_tokens", "temperature", "response_format"),
+    "RequestSubmitted": ("constraints", "max_tokens", "temperature", "response_format", "context"),
     "TaskAssigned": ("constraints",),
     "SpecialistAnswered": ("constraints",),
 }
