@@ -532,3 +532,29 @@ def test_a_closed_request_answers_every_later_event_with_its_rejection() -> None
 def test_the_same_inputs_give_the_same_events() -> None:
     runs = [play(begin(), *scored(0.5, 0.6, 0.4)) for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+def test_content_that_failed_the_safety_gate_is_never_returned() -> None:
+    unsafe = verdict(1, score=0.9, failure_classes=("pii",))
+    state, step = play(begin(), unsafe, verdict(2, score=0.4), verdict(3, score=0.5))
+    assert step.response is not None
+    assert (step.response.best_round, step.response.content) == (3, "answer of round 3")
+    assert [a.unsafe for a in state.attempts] == [("pii",), (), ()]
+
+    _, only = play(
+        begin(),
+        verdict(1, score=0.9, failure_classes=("leak",)),
+        verdict(2, score=0.8, failure_classes=("pii",)),
+        verdict(3, score=0.7, failure_classes=("refusal",)),
+    )
+    assert only.response is not None
+    assert only.response.best_round == 3, "a refusal is safe to return"
+    _, none_safe = play(
+        begin(),
+        *(verdict(r, score=0.5, failure_classes=("leak",)) for r in (1, 2, 3)),
+    )
+    response = none_safe.response
+    assert response is not None
+    assert (response.status, response.content, response.best_round) == ("failed", "", 1)
+    assert response.reason is not None
+    assert "failed the safety gate (leak) and is withheld" in response.reason
