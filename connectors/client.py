@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -72,8 +72,11 @@ class GuardianClient:
         *,
         codec: Codec | None = None,
         max_prompt_chars: int | None = None,
+        on_response: Callable[[ResponseDelivered], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_response = on_response
+        """Told of every response the shared reader sees (an index of recent requests)."""
         self._codec = codec
         self._max_prompt_chars = max_prompt_chars
         self._producer: AIOKafkaProducer | None = None
@@ -255,6 +258,19 @@ class GuardianClient:
         finally:
             await kafka_connect.stop(consumer)
 
+    async def partitions(self, topic: str) -> set[int]:
+        """The partitions of ``topic`` (empty when it does not exist), from fresh cluster
+        metadata: asking for the topic itself could create it on a broker that
+        auto-creates topics."""
+        assert self._producer is not None, "start() the client first"
+        metadata = await self._producer.client.fetch_all_metadata()
+        return set(metadata.partitions_for_topic(topic) or ())
+
+    async def follow(self) -> None:
+        """Start reading responses now (``ask`` starts it on first use): every one is
+        given to ``on_response``."""
+        await self._follow()
+
     async def _follow(self) -> None:
         async with self._follow_lock:
             if self._reader is None:
@@ -285,6 +301,8 @@ class GuardianClient:
                 response = self.codec.decode(message.value, ResponseDelivered)
             except DecodeError:
                 continue
+            if self._on_response is not None:
+                self._on_response(response)
             waiting = self._waiters.get(response.request_id)
             if waiting is not None:
                 waiting.resolve(response)

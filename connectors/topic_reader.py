@@ -1,4 +1,5 @@
-"""Reading a whole (small) topic from the beginning up to its end offsets at call time."""
+"""Reading a whole (small) topic from the beginning up to its end offsets at call time,
+or the records of some partitions within a window of time."""
 
 from __future__ import annotations
 
@@ -31,17 +32,44 @@ async def read_partitions(settings: KafkaSettings, parts: list[TopicPartition]) 
     try:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[Any] = []
-        pending = {tp for tp, end in ends.items() if end > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for tp, records in batch.items():
-                found += [r for r in records if r.offset < ends[tp]]
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return found
+        return await _read_until(consumer, await consumer.end_offsets(parts))
     finally:
         await kafka_connect.stop(consumer)
+
+
+async def read_window(
+    settings: KafkaSettings, parts: list[TopicPartition], since_ms: int, until_ms: int
+) -> list[Any]:
+    """The records of ``parts`` written from ``since_ms`` to ``until_ms``: the broker's
+    time index gives both offsets, so only that stretch of each partition is read."""
+    consumer = kafka_connect.consumer(settings)
+    await kafka_connect.start(consumer, settings)
+    try:
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in parts})
+        stops = await consumer.offsets_for_times({tp: until_ms for tp in parts})
+        bounds = {
+            tp: (at.offset, stops[tp].offset if stops[tp] else ends[tp])
+            for tp, at in starts.items()
+            if at is not None
+        }
+        for tp, (start, _) in bounds.items():
+            consumer.seek(tp, start)
+        return await _read_until(consumer, {tp: stop for tp, (_, stop) in bounds.items()})
+    finally:
+        await kafka_connect.stop(consumer)
+
+
+async def _read_until(consumer: Any, stops: dict[TopicPartition, int]) -> list[Any]:
+    found: list[Any] = []
+    pending = {tp for tp, stop in stops.items() if await consumer.position(tp) < stop}
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=500)
+        for tp, records in batch.items():
+            found += [r for r in records if r.offset < stops[tp]]
+        pending = {tp for tp in pending if await consumer.position(tp) < stops[tp]}
+    return found
 
 
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:

@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 
 from connectors.kafka import KafkaSettings, partition_for
 from connectors.schema_registry import codec_for
-from connectors.topic_reader import read_partitions
+from connectors.topic_reader import read_partitions, read_window
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
@@ -33,13 +33,26 @@ REQUEST_SCOPED: tuple[TopicSpec, ...] = (
 _STAGE_ORDER = {spec.record.record_name: i for i, spec in enumerate(REQUEST_SCOPED)}
 
 
-async def read_trail(settings: KafkaSettings, request_id: str, partitions: int) -> list[Event]:
-    """Every event of ``request_id`` on the request-scoped topics, oldest first."""
-    codec = await asyncio.to_thread(codec_for, settings)
+async def read_trail(
+    settings: KafkaSettings,
+    request_id: str,
+    partitions: int,
+    *,
+    window_ms: tuple[int, int] | None = None,
+    codec: Codec | None = None,
+) -> list[Event]:
+    """Every event of ``request_id`` on the request-scoped topics, oldest first; with
+    ``window_ms`` (since, until: broker timestamps), only what was written in it."""
+    if codec is None:
+        codec = await asyncio.to_thread(codec_for, settings)
     key = request_id.encode()
     home = partition_for(key, partitions)
     parts = [TopicPartition(qualified(s, settings.topic_namespace), home) for s in REQUEST_SCOPED]
-    found = _decode_mine(codec, key, await read_partitions(settings, parts))
+    if window_ms is None:
+        records = await read_partitions(settings, parts)
+    else:
+        records = await read_window(settings, parts, *window_ms)
+    found = _decode_mine(codec, key, records)
     return sorted(found, key=lambda e: (e.occurred_at, _STAGE_ORDER.get(e.record_name, 99)))
 
 

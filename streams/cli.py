@@ -18,6 +18,7 @@ from streams.cli_chaos import add_chaos_command
 from streams.cli_config import add_config_commands
 from streams.cli_errors import read_prompt, run_reporting
 from streams.cli_eval import add_eval_command
+from streams.cli_gateway import add_gateway_commands
 from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_eval_command(sub)
     add_replay_commands(sub)
     add_config_commands(sub)
+    add_gateway_commands(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
         # Fetches retried while a new topic's leaders settle; nothing for a user to do.
         logging.getLogger("aiokafka.consumer.fetcher").setLevel(logging.CRITICAL)
-        if args.command != "worker":
+        if args.command not in {"worker", "serve"}:
             # A client command reports a failure to connect as one typed line itself.
             logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     return run_reporting(args.handler, args)

@@ -29,6 +29,7 @@ from connectors.llm_embedded import EmbeddedModelSettings
 from connectors.pii import PiiSettings
 from connectors.schema_registry import RegistrySettings
 from streams.dead_letters import DeadLetterSettings
+from streams.gateway.settings import GatewaySettings
 
 
 class WorkerSettings(BaseSettings):
@@ -255,6 +256,7 @@ class AppSettings(BaseSettings):
     refine: RefineSettings = Field(default_factory=RefineSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     dead_letter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def load(cls) -> AppSettings:

@@ -1,0 +1,1 @@
+"""``guardian serve``: an OpenAI-compatible HTTP gateway onto the pipeline."""
