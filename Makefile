@@ -1,5 +1,5 @@
 # Guardian Cluster: `make demo` runs the pipeline end to end, `make test` runs every test.
-# Both do all set-up on a fresh machine: JDK/Maven (Debian), Python venv, broker jars.
+# Both do all set-up on a fresh machine: JDK/Maven/Chromium (Debian), Python venv, broker jars.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,10 +15,13 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
-	  && command -v openssl >/dev/null || { \
-	  echo "installing JDK, Maven, Redis and OpenSSL (the secured test broker's certificates) from Debian packages"; \
+	  && command -v openssl >/dev/null && command -v chromium >/dev/null \
+	  && command -v chromedriver >/dev/null || { \
+	  echo "installing JDK, Maven, Redis, OpenSSL (the secured test broker's certificates) and"; \
+	  echo "Chromium with its WebDriver (the dashboard's browser test) from Debian packages"; \
 	  SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven redis-server openssl; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven \
+	    redis-server openssl chromium chromium-driver; }
 
 venv: $(STAMP)
 

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from agents.dashboard import Board
 from agents.gateway import ApiError
 from agents.gateway_access import Bucket, read_keys, take, tenant_for
 from connectors.client import GuardianClient
+from schemas.request_events import ResponseDelivered
 from streams.gateway.index import RequestIndex
 from streams.settings import AppSettings
 
@@ -61,6 +63,7 @@ class Gateway:
     client: GuardianClient
     index: RequestIndex
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    board: Board = field(default_factory=Board)
     in_flight: int = 0
     buckets: dict[str, Bucket] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -141,13 +144,14 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_la
 
 
 def build_app(gateway: Gateway) -> web.Application:
-    from streams.gateway import chat, ops  # the handlers import this module's types
+    from streams.gateway import chat, dashboard, ops  # the handlers import this module's types
 
     app = web.Application(
         middlewares=[openai_errors], client_max_size=gateway.settings.gateway.max_body_bytes
     )
     app.router.add_post("/v1/chat/completions", chat.handler(gateway))
     ops.add_routes(app, gateway)
+    dashboard.add_routes(app, gateway)
     return app
 
 
@@ -161,16 +165,22 @@ class Running:
 @contextlib.asynccontextmanager
 async def running(settings: AppSettings) -> AsyncIterator[Running]:
     """The gateway serving, with its shared client and response reader started."""
+    from streams.gateway.dashboard import feeding
+
     keys = load_keys(settings)
     index = RequestIndex(settings.gateway.index_entries)
+    board = Board()
+
+    def answered(response: ResponseDelivered) -> None:
+        index.answered(response)
+        board.response(response, time.time())
+
     client = GuardianClient(
-        settings.kafka,
-        max_prompt_chars=settings.refine.max_prompt_chars,
-        on_response=index.answered,
+        settings.kafka, max_prompt_chars=settings.refine.max_prompt_chars, on_response=answered
     )
     async with client:
         await client.follow()
-        gateway = Gateway(settings=settings, keys=keys, client=client, index=index)
+        gateway = Gateway(settings=settings, keys=keys, client=client, index=index, board=board)
         # A caller that hangs up cancels its handler, and with it its waiter.
         runner = web.AppRunner(build_app(gateway), access_log=None, handler_cancellation=True)
         await runner.setup()
@@ -179,7 +189,8 @@ async def running(settings: AppSettings) -> AsyncIterator[Running]:
         await site.start()
         host, port = runner.addresses[0][:2]
         try:
-            yield Running(gateway, f"http://{host}:{port}")
+            async with feeding(gateway):
+                yield Running(gateway, f"http://{host}:{port}")
         finally:
             await runner.cleanup()
 

@@ -32,9 +32,14 @@ class GatewaySettings(BaseSettings):
     trail_burst: int = Field(default=10, ge=1)
     index_entries: int = Field(default=100_000, ge=1)
     """Recent requests the trail endpoint can find (submitted here or answered anywhere)."""
+    operators: str = "ops"
+    """Comma-separated tenants whose keys open the dashboard and any tenant's trail."""
     strict: bool = False
     """Answer a request no attempt passed with 422 rather than 200 and status failed
     (a caller can ask per request with ``X-Guardian-Strict: true``)."""
 
     def model_names(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def operator_tenants(self) -> set[str]:
+        return {t.strip() for t in self.operators.split(",") if t.strip()}
