@@ -11,7 +11,7 @@ EVAL_STAMP := $(VENV)/.eval-installed
 # Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv eval-deps broker-jars test lint demo bench eval clean
+.PHONY: deps venv eval-deps broker-jars test lint demo bench bench-peers eval clean
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
@@ -59,6 +59,11 @@ demo: deps venv broker-jars
 
 bench: deps venv broker-jars
 	bash deploy/with-broker.sh $(GUARDIAN) bench
+
+# The gateway with the pipeline behind it, side by side with LiteLLM's proxy (installed into
+# .run/litellm-venv, never into our venv), before the same instant model: docs/benchmarks.md.
+bench-peers: deps venv broker-jars
+	bash deploy/with-broker.sh $(GUARDIAN) bench http $(BENCH_ARGS)
 
 # The project task set through the pipeline, arms A R B C, with the embedded model (or
 # whatever GUARDIAN_MODEL_* names); EVAL_ARGS passes more flags, e.g. --tasks 24.

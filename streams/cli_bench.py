@@ -57,9 +57,51 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--out", type=Path, default=Path(".run/bench"))
     bench.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
     bench.set_defaults(handler=_bench)
-    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority,soak}")
+    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority,soak,http}")
     _add_priority_command(kinds)
     _add_soak_command(kinds)
+    _add_http_command(kinds)
+
+
+def _add_http_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    http = kinds.add_parser(
+        "http", help="our gateway and pipeline side by side with LiteLLM's proxy"
+    )
+    http.add_argument("--rates", default="25,50,100", help="common fixed rates, req/s")
+    http.add_argument("--seconds", type=float, default=10.0, help="length of each load step")
+    http.add_argument("--grid", default="50,100,200,400", help="search sweep, req/s")
+    http.add_argument("--tolerance", type=float, default=0.1, help="of the sustainable rate")
+    http.add_argument("--common-rate", type=float, default=100.0, help="p50 vs the Kafka chain")
+    http.add_argument("--out", type=Path, default=Path(".run/bench"))
+    http.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
+    http.set_defaults(handler=_bench_http)
+
+
+def _bench_http(args: argparse.Namespace) -> int:
+    from streams.bench.http_load import SearchPlan
+    from streams.bench.peers import PeersPlan, run_peers
+    from streams.bench.summary import peers_lines
+
+    rates = tuple(float(r) for r in args.rates.split(","))
+    grid = tuple(float(r) for r in args.grid.split(","))
+    plan = PeersPlan(
+        out=args.out / "http",
+        rates=(10.0, 20.0) if args.smoke else rates,
+        seconds=2.0 if args.smoke else args.seconds,
+        search=SearchPlan(
+            grid=(20.0, 40.0) if args.smoke else grid,
+            cap=80.0 if args.smoke else 10_000.0,
+            tolerance=0.5 if args.smoke else args.tolerance,
+            max_probes=1 if args.smoke else 6,
+        ),
+        common_rate=20.0 if args.smoke else args.common_rate,
+        warm_up_s=1.0 if args.smoke else 3.0,
+    )
+    results = {"machine": _machine(), "smoke": args.smoke}
+    results |= asyncio.run(run_peers(AppSettings.load(), plan, _progress))
+    print("\n".join(peers_lines(results)))
+    print(f"\nresults written to {_write(results, args.out, 'peers')}")
+    return 0
 
 
 def _add_soak_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

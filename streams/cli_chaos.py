@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import time
 from pathlib import Path
 
 from connectors import broker
+from streams.bench.procs import free_port
 from streams.chaos.check import Report
 from streams.chaos.procs import OwnBroker
 from streams.chaos.run import ChaosPlan, Timeline, run_chaos
@@ -54,12 +54,6 @@ def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     chaos.set_defaults(handler=_chaos)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _plan(args: argparse.Namespace, out: Path) -> ChaosPlan:
     return ChaosPlan(
         out=out,
@@ -89,8 +83,8 @@ def _chaos(args: argparse.Namespace) -> int:
             settings.broker.model_copy(
                 update={
                     "run_dir": out / "broker",
-                    "port": _free_port(),
-                    "controller_port": _free_port(),
+                    "port": free_port(),
+                    "controller_port": free_port(),
                 }
             )
         )

@@ -9,8 +9,10 @@ concurrency holds throughput. Micro-benchmarks of the codec and the pure cores c
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from streams.bench.sweep import (
     Meters,
     Plan,
     Progress,
+    brief,
     find_sustainable,
     latency_runs,
     measure_step,
@@ -62,6 +65,26 @@ async def run_bench(settings: AppSettings, plan: BenchPlan, progress: Progress) 
 
 
 async def _baseline(settings: AppSettings, plan: BenchPlan, progress: Progress) -> dict[str, Any]:
+    async with _chain(settings, plan) as (target, meters):
+        return await _characterize(target, plan, meters, progress)
+
+
+async def baseline_latency(
+    settings: AppSettings, plan: BenchPlan, progress: Progress
+) -> dict[str, Any]:
+    """The raw chain's latency at ``plan.sweep.latency_rate`` alone (after a warm-up):
+    the floor its Kafka hops set, for comparisons at a common rate."""
+    async with _chain(settings, plan) as (target, meters):
+        await run_load(target, rate=min(plan.sweep.grid), seconds=plan.warm_up_s, drain_s=20)
+        step = await measure_step(target, plan.sweep, meters, plan.sweep.latency_rate)
+    progress(f"  raw chain {plan.sweep.latency_rate:g} req/s: {brief(step)}")
+    lat = step["latency_ms"]
+    return {"hops": BASELINE_HOPS - 1, "p50_ms": lat["p50"], "p99_ms": lat["p99"], "step": step}
+
+
+@contextlib.asynccontextmanager
+async def _chain(settings: AppSettings, plan: BenchPlan) -> AsyncIterator[tuple[Target, Meters]]:
+    """The raw aiokafka chain running in its own process, ready for load."""
     ns = settings.kafka.topic_namespace
     chain = [f"{ns}.baseline.hop{i}" for i in range(BASELINE_HOPS)]
     _create_topics(settings, chain, plan.partitions)
@@ -73,9 +96,7 @@ async def _baseline(settings: AppSettings, plan: BenchPlan, progress: Progress) 
     try:
         await wait_for_line(log, "baseline ready", proc)
         target = Target(settings.kafka, chain[0], chain[-1], plan.partitions)
-        return await _characterize(
-            target, plan, Meters.of({"baseline": proc.pid}, bootstrap), progress
-        )
+        yield target, Meters.of({"baseline": proc.pid}, bootstrap)
     finally:
         stop(proc)
 

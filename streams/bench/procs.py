@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,13 @@ async def wait_for_group(
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             raise RuntimeError(f"consumer group {group} never had {members} stable members")
         await asyncio.sleep(0.5)  # polling the group inside a deadline loop
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

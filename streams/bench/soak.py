@@ -5,7 +5,6 @@ worker is killed and a new one timed from start to the first answer of a fresh r
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 import uuid
@@ -18,7 +17,7 @@ from connectors.errors import ResponseTimeoutError
 from streams.bench.loadgen import Counts, Target, run_load
 from streams.bench.memory import growth_per_10k, rss_mb, scrape
 from streams.bench.namespace import scratch_namespace
-from streams.bench.procs import kill, ready_target, spawn, stop
+from streams.bench.procs import free_port, kill, ready_target, spawn, stop
 from streams.bench.sweep import Progress
 from streams.bench.workers import worker_cmd, worker_env, write_script
 from streams.settings import AppSettings
@@ -67,7 +66,7 @@ async def run_soak(settings: AppSettings, plan: SoakPlan, progress: Progress) ->
 async def _first_worker(
     settings: AppSettings, plan: SoakPlan, script: Path, progress: Progress
 ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     proc = _spawn_worker(settings, plan, script, port, "soak-worker")
     try:
         target = await ready_target(settings, [proc], plan.partitions)
@@ -121,7 +120,7 @@ def _progress_line(sample: dict[str, Any], requests: int) -> str:
 async def _restart(settings: AppSettings, plan: SoakPlan, script: Path) -> dict[str, Any]:
     """Seconds from starting a new worker to the answer of a request sent at its start."""
     started = time.monotonic()
-    proc = _spawn_worker(settings, plan, script, _free_port(), "soak-restarted-worker")
+    proc = _spawn_worker(settings, plan, script, free_port(), "soak-restarted-worker")
     try:
         async with GuardianClient(settings.kafka) as client:
             prompt = f"What is the capital of the country after a restart ({uuid.uuid4().hex})?"
@@ -144,10 +143,3 @@ def _spawn_worker(
         GUARDIAN_WORKER_METRICS_PORT=str(port),
     )
     return spawn(worker_cmd(settings), plan.out / f"{name}.log", env)
-
-
-def _free_port() -> int:
-    """A loopback port nothing listens on, for the worker's metrics endpoint."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

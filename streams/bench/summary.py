@@ -75,3 +75,35 @@ def soak_lines(results: dict[str, Any]) -> list[str]:
 
 def _or_na(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def peers_lines(results: dict[str, Any]) -> list[str]:
+    """``guardian bench http``: each system's fixed rates, sustainable rate and half-rate
+    latency, then the ratios."""
+    lines = ["", "== summary"]
+    for name, label in (("litellm", "LiteLLM proxy"), ("gateway", "gateway + pipeline")):
+        section = results[name]
+        search = section["search"]
+        fixed = ", ".join(
+            f"{s['rate']:g}/s p50 {s['latency_ms'].get('p50', float('nan')):.1f} ms"
+            for s in section["fixed"]
+        )
+        lines.append(f"{label}: fixed {fixed}")
+        held, failed = search["bracket"]
+        half = section["at_half"]
+        lines.append(
+            f"  sustainable {held:.1f} req/s (failed at {_or_na(failed, '.1f')}, limited by "
+            f"{search['limited_by']}); at {section['half_rate']:g} req/s "
+            + (
+                f"p50 {half['latency_ms']['p50']:.1f} ms, p99 {half['latency_ms']['p99']:.1f} ms"
+                if half
+                else "not measured"
+            )
+        )
+    chain = results["kafka_chain"]
+    lines.append(
+        f"raw Kafka chain ({chain['hops']} hops): p50 {chain['p50_ms']:.1f} ms, "
+        f"p99 {chain['p99_ms']:.1f} ms"
+    )
+    lines.append(f"ratios: {results['ratios']}")
+    return lines

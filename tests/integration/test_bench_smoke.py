@@ -19,13 +19,15 @@ from tests.integration.harness import ROOT
 pytestmark = pytest.mark.integration
 
 
-def run_bench(kafka_bootstrap: str, out: Path, *args: str, pattern: str) -> dict[str, Any]:
-    results, _ = run_bench_output(kafka_bootstrap, out, *args, pattern=pattern)
+def run_bench(
+    kafka_bootstrap: str, out: Path, *args: str, pattern: str, timeout_s: float = 240
+) -> dict[str, Any]:
+    results, _ = run_bench_output(kafka_bootstrap, out, *args, pattern=pattern, timeout_s=timeout_s)
     return results
 
 
 def run_bench_output(
-    kafka_bootstrap: str, out: Path, *args: str, pattern: str
+    kafka_bootstrap: str, out: Path, *args: str, pattern: str, timeout_s: float = 240
 ) -> tuple[dict[str, Any], str]:
     """The results file and what the command printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIAN_")}
@@ -36,7 +38,7 @@ def run_bench_output(
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout_s,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -120,3 +122,26 @@ def test_priority_bench_smoke_reports_every_lane(kafka_bootstrap: str, tmp_path:
     assert sum(lane["requests"] for lane in run["by_lane"].values()) == run["sent"]
     for lane in run["by_lane"].values():
         assert lane["p95"] >= lane["p50"] >= results["plan"]["model_latency_ms"]
+
+
+@pytest.mark.timeout(1200)
+def test_bench_http_smoke_puts_both_proxies_before_the_same_model(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The first run installs LiteLLM's proxy into its own virtualenv (.run/litellm-venv).
+    results = run_bench(
+        kafka_bootstrap, tmp_path, "http", "--smoke", pattern="peers-*.json", timeout_s=1100
+    )
+    for system in ("litellm", "gateway"):
+        section = results[system]
+        first = section["fixed"][0]
+        assert first["ok"] == first["sent"] > 0, section["fixed"]
+        assert section["search"]["sustainable_rate"] > 0
+        assert section["cpu"], "every step meters CPU"
+    proxy = results["litellm"]["settings"]
+    assert proxy["workers"] == 1
+    assert proxy["config"]["litellm_settings"]["callbacks"] == []
+    assert "sk-" not in " ".join(proxy["command"])
+    assert results["kafka_chain"]["p50_ms"] > 0
+    assert set(results["ratios"]) >= {"sustainable_rate_ratio", "gateway_minus_chain_p50_ms"}
+    assert left_behind(kafka_bootstrap, results["namespace"]) == []
