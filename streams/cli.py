@@ -11,6 +11,7 @@ from pathlib import Path
 
 from connectors import kafka_connect
 from connectors.client import GuardianClient
+from schemas.envelope import Event
 from schemas.request_events import Constraint, ResponseDelivered
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
@@ -79,6 +80,10 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     ask.add_argument("--json", action="store_true", help="print the response as JSON")
     ask.set_defaults(handler=_ask)
+    trail = sub.add_parser("trail", help="print a request's decision trail from the log")
+    trail.add_argument("request_id")
+    trail.add_argument("--json", action="store_true", help="one event per line, as JSON")
+    trail.set_defaults(handler=_trail)
     tail = sub.add_parser("tail", help="follow final responses")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--json", action="store_true")
@@ -169,6 +174,32 @@ def _tail(args: argparse.Namespace) -> int:
         asyncio.run(go())
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _trail(args: argparse.Namespace) -> int:
+    """Reads the request's home partition of every request-scoped topic from the start:
+    fine for an audit, and what the gateway's bounded lookup avoids."""
+    from connectors.topic_reader import partitions_of
+    from connectors.trail import describe, read_trail
+    from schemas import topics as specs
+    from schemas.topics import qualified
+
+    settings = AppSettings.load().kafka
+
+    async def go() -> list[Event]:
+        requests = qualified(specs.REQUESTS, settings.topic_namespace)
+        partitions = len(await partitions_of(settings, requests))
+        if not partitions:
+            raise SystemExit(f"guardian trail: topic {requests} does not exist")
+        return await read_trail(settings, args.request_id, partitions)
+
+    events = asyncio.run(go())
+    for event in events:
+        print(event.model_dump_json() if args.json else describe(event))
+    if not events:
+        print(f"no event of request {args.request_id}")
+        return 1
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +20,11 @@ import pytest_asyncio
 from agents.gateway_access import key_digest
 from schemas import topics
 from schemas.request_events import TaskAssigned
+from streams.bench.procs import free_port, spawn, stop, wait_for_line
 from streams.gateway.server import Running, running
 from streams.gateway.settings import GatewaySettings
 from streams.settings import AppSettings
-from tests.integration.harness import Pipeline, pipeline, read_until
+from tests.integration.harness import ROOT, Pipeline, pipeline, read_until
 from tests.integration.test_pipeline import wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -275,3 +277,77 @@ async def _until(check: Any, timeout_s: float = 30.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)  # polling in-process state inside a deadline loop
+
+
+async def test_the_commands_make_a_key_serve_with_it_and_print_the_trail(
+    p: Pipeline, tmp_path: Path
+) -> None:
+    env = p.worker_env(GUARDIAN_GATEWAY_KEYS_FILE=str(tmp_path / "keys"))
+    made = await _run(["keys", "add", "acme"], env)
+    key = made.splitlines()[-1]
+    assert key.startswith("sk-guardian-")
+    assert key not in (tmp_path / "keys").read_text()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    serve = spawn([sys.executable, "-m", "streams.cli", "serve", "--port", str(port)], log, env)
+    try:
+        await wait_for_line(log, "gateway listening", serve)
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0
+        ) as client:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="guardian", messages=ask(f"[[script:boil]] {QUESTION}")
+            )
+        assert raw.parse().choices[0].message.content == ANSWER
+    finally:
+        stop(serve)
+    trail = await _run(["trail", raw.headers["X-Request-Id"]], env)
+    assert "RequestSubmitted" in trail
+    assert "ResponseDelivered  passed" in trail
+
+
+async def _run(args: list[str], env: dict[str, str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_side_by_side_gateways_each_get_their_own_answers_and_know_each_others(
+    p: Pipeline, tmp_path: Path
+) -> None:
+    async with (
+        gateway(p, tmp_path) as one,
+        gateway(p, tmp_path) as two,
+        sdk(one) as via_one,
+        sdk(two) as via_two,
+    ):
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.with_raw_response.create(
+                    model="guardian", messages=ask(f"[[script:boil]] {QUESTION}")
+                )
+                for client in (via_one, via_two, via_one, via_two)
+            )
+        )
+        assert [a.parse().choices[0].message.content for a in answers] == [ANSWER] * 4
+        first = answers[0].headers["X-Request-Id"]
+        await _until(lambda: two.gateway.index.get(first) is not None)
+        headers = {"Authorization": f"Bearer {KEYS['acme']}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(f"{two.base_url}/v1/guardian/requests/{first}") as trail,
+        ):
+            assert trail.status == 200
+            events = (await trail.json())["events"]
+        assert events[-1]["record"] == "ResponseDelivered"
+        assert one.gateway.client.pending == two.gateway.client.pending == 0
