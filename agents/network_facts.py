@@ -68,6 +68,8 @@ def verdict_fact(
         specialist=verdict.specialist,
         model=verdict.model,
         prompt_version=verdict.prompt_version,
+        latency_ms=verdict.latency_ms,
+        tokens=verdict.prompt_tokens + verdict.completion_tokens,
         **terms,
     )
 

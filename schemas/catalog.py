@@ -18,6 +18,7 @@ from fastavro.schema import to_parsing_canonical_form
 from schemas.envelope import Event
 from schemas.network_events import (
     AlertRaised,
+    AnomalyDetected,
     ConfigChanged,
     ExperimentConcluded,
     FailureDiagnosed,
@@ -58,6 +59,7 @@ MODELS: tuple[type[Event], ...] = (
     SessionTurn,
     ContextProvided,
     NetworkFactRecorded,
+    AnomalyDetected,
 )
 NAMESPACE = "guardian.events"
 

@@ -125,3 +125,22 @@ class NetworkFactRecorded(Event):
     kind: str = ""
     rating: float | None = None
     signal: str | None = None
+    latency_ms: float = 0.0
+    tokens: int = 0
+
+
+class AnomalyDetected(Event):
+    """A specialist's metric out of its normal range (``firing``), or back in it
+    (``resolved``); ``request_id`` holds the anomaly id."""
+
+    anomaly_id: str
+    metric: str
+    subject: str
+    kind: Literal["level", "drift"]
+    state: Literal["firing", "resolved"]
+    baseline: float
+    observed: float
+    score: float
+    window_start: Millis
+    window_end: Millis
+    samples: int = 0

@@ -12,6 +12,7 @@ from typing import Literal
 from schemas.envelope import Event
 from schemas.network_events import (
     AlertRaised,
+    AnomalyDetected,
     ConfigChanged,
     ExperimentConcluded,
     FailureDiagnosed,
@@ -103,6 +104,10 @@ SESSIONS = _spec("sessions", SessionTurn, key="session_id", partitions=6)
 """The conversation log: every session's turns in one partition, in order."""
 CONTEXTS = _spec("contexts", ContextProvided, partitions=6, retention_ms=DAY_MS)
 ALERTS = _spec("alerts", AlertRaised, key="alert_id", partitions=1, retention_ms=30 * DAY_MS)
+ANOMALIES = _spec(
+    "anomalies", AnomalyDetected, key="anomaly_id", partitions=1, retention_ms=30 * DAY_MS
+)
+"""The anomaly detector's findings: what each alert of rule ``anomaly`` was raised on."""
 NETWORK_FACTS = _spec(
     "network_facts", NetworkFactRecorded, key="scope", partitions=1, retention_ms=DAY_MS
 )
@@ -128,6 +133,7 @@ ALL: tuple[TopicSpec, ...] = (
     CONFIG,
     SPECIALIST_HEALTH,
     ALERTS,
+    ANOMALIES,
     SESSIONS,
     CONTEXTS,
     NETWORK_FACTS,

@@ -28,6 +28,8 @@ _PER_RECORD: dict[tuple[str, str], Any] = {
     ("ImprovementProposed", "kind"): "temperature",
     ("SpecialistHealth", "state"): "degraded",
     ("AlertRaised", "state"): "firing",
+    ("AnomalyDetected", "state"): "firing",
+    ("AnomalyDetected", "kind"): "drift",
 }
 
 
