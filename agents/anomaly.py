@@ -26,7 +26,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MAD_TO_SIGMA = 1.4826
-"""The MAD of normal noise times this is its standard deviation."""
+"""The MAD of normal noise times this is its standard deviation..."""
+MEAN_AD_TO_SIGMA = 1.2533
+"""...as is its mean absolute deviation times this."""
 
 Kind = Literal["level", "drift"]
 
@@ -49,7 +51,9 @@ class DetectorPolicy(BaseModel):
     """Slack of the CUSUM, in robust standard deviations per window."""
     cusum_h: float = Field(default=10.0, gt=0)
     min_scale: float = Field(default=1e-6, gt=0)
-    """Floor of the robust standard deviation: a flat series has none."""
+    """Floor of the robust standard deviation: a flat series has none..."""
+    min_relative_scale: float = Field(default=0.01, ge=0)
+    """...nor must a change of a few percent of its level be a storm of z-scores."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def observe(
     state = replace(state, seen=state.seen + 1)
     if baseline is None or state.seen <= max(policy.min_history, 2 * policy.season):
         return _accept(state, value, policy), None
-    z = (value - baseline) / max(scale, policy.min_scale)
+    z = (value - baseline) / max(scale, policy.min_scale, policy.min_relative_scale * abs(baseline))
     state = _count(state, z, policy)
     finding = _finding(state, value, baseline, z, policy)
     if finding is not None:
@@ -170,9 +174,9 @@ def _baseline(state: SeriesState, policy: DetectorPolicy) -> tuple[float | None,
     if season and len(values) >= 2 * season:
         phases = values[-season::-season]  # the same phase, one cycle ago, two, ...
         baseline = float(np.median(phases[: policy.cycles]))
-        return baseline, MAD_TO_SIGMA * _mad(_seasonal_residuals(values, policy))
+        return baseline, _scale(_seasonal_residuals(values, policy))
     recent = values[-policy.history :]
-    return float(np.median(recent)), MAD_TO_SIGMA * _mad(recent)
+    return float(np.median(recent)), _scale(recent)
 
 
 def _seasonal_residuals(values: np.ndarray, policy: DetectorPolicy) -> np.ndarray:
@@ -188,5 +192,9 @@ def _seasonal_residuals(values: np.ndarray, policy: DetectorPolicy) -> np.ndarra
     return residuals
 
 
-def _mad(values: np.ndarray) -> float:
-    return float(np.median(np.abs(values - np.median(values))))
+def _scale(values: np.ndarray) -> float:
+    """A robust standard deviation: the MAD's, or the mean absolute deviation's when it
+    is larger (a series of few distinct values, e.g. a pass rate of 17 or 19 in 20, has
+    a MAD of zero though it varies)."""
+    centred = np.abs(values - np.median(values))
+    return max(MAD_TO_SIGMA * float(np.median(centred)), MEAN_AD_TO_SIGMA * float(np.mean(centred)))

@@ -9,11 +9,12 @@ whichever worker folds them and however often it restarts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from agents.anomaly_watch import WatchPolicy, WatchState, close_due, count
 from agents.config import ExperimentPolicy
 from agents.diagnosis import DiagnosisWindow, closed, diagnose, observe, window_at
 from agents.experiment import ExperimentTally, arm_of, conclude
@@ -21,6 +22,8 @@ from agents.experiment import observe as tally
 from agents.ids import stable_id
 from schemas.envelope import Millis
 from schemas.network_events import (
+    AlertRaised,
+    AnomalyDetected,
     ExperimentConcluded,
     FailureDiagnosed,
     GuardianFlag,
@@ -129,6 +132,8 @@ class NetworkState(_Frozen):
     scheduled_at: Millis | None = None
     proposed: tuple[str, ...] = ()
     alerted: tuple[str, ...] = ()
+    watch: WatchState = WatchState()
+    """The anomaly detector's open window and its series."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,8 @@ class NetworkRules:
     """...and at most this many, the oldest going first."""
     keep_concluded: timedelta = timedelta(days=7)
     """A concluded experiment's date stays this long, so its late verdicts are ignored."""
+    watch: WatchPolicy = field(default_factory=WatchPolicy)
+    """The anomaly detector's windows and thresholds."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,8 @@ class Decisions:
     """The meta-guardian reviews calibration and quality now (at ``state.clock``)."""
     scheduled: bool = False
     """The scheduled retraining recommendation is due."""
+    anomalies: tuple[AnomalyDetected | AlertRaised, ...] = ()
+    """Incidents of the anomaly detector that start or end now, each with its alert."""
 
 
 def step(
@@ -167,11 +176,13 @@ def step(
         clock = fact.occurred_at if clock is None else max(clock, fact.occurred_at)
     if clock is None:
         return state.model_copy(update={"last": fact.source_event_id}), Decisions()
-    windows, runs = state.windows, state.experiments
+    windows, runs, watch = state.windows, state.experiments, state.watch
     concluded: tuple[ExperimentConcluded, ...] = ()
+    watch, anomalies = close_due(watch, clock, rules.watch)
     if fact.fact == "verdict":
         windows = _count_window(windows, fact, clock, rules.window)
         runs, concluded = _count_experiment(runs, fact, clock)
+        watch = count(watch, fact, rules.watch)
     open_, diagnoses = _close_windows(windows, clock, rules)
     new = state.model_copy(
         update={
@@ -179,10 +190,11 @@ def step(
             "last": fact.source_event_id if fact.fact != "tick" else state.last,
             "windows": open_,
             "experiments": _kept_runs(runs, clock, rules.keep_concluded),
+            "watch": watch,
         }
     )
     new, review, scheduled = _due(new, clock, rules)
-    return new, Decisions(tuple(diagnoses), concluded, review, scheduled)
+    return new, Decisions(tuple(diagnoses), concluded, review, scheduled, tuple(anomalies))
 
 
 def _count_window(
@@ -294,3 +306,21 @@ def expired_facts(
             break
         gone.append(source_id)
     return gone
+
+
+def refold(
+    facts: Iterable[NetworkFactRecorded], rules: NetworkRules
+) -> list[AnomalyDetected | AlertRaised]:
+    """The anomaly detector's decisions on ``facts`` (in log order, from the first fact
+    the aggregator ever folded), a duplicate of a counted fact dropped as the live stage
+    drops it: what replay compares with the anomalies recorded."""
+    state, seen = NetworkState(), set()
+    found: list[AnomalyDetected | AlertRaised] = []
+    for fact in facts:
+        if fact.fact != "tick":
+            if fact.source_event_id in seen:
+                continue
+            seen.add(fact.source_event_id)
+        state, decisions = step(state, fact, rules)
+        found += decisions.anomalies
+    return found

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from agents.anomaly import DetectorPolicy
+from agents.anomaly_watch import WatchPolicy
 from agents.network_facts import (
     Decisions,
     NetworkRules,
@@ -21,12 +23,13 @@ from agents.network_facts import (
 )
 from schemas import topics
 from schemas.codec import Codec
-from schemas.network_events import NetworkFactRecorded
+from schemas.network_events import AnomalyDetected, NetworkFactRecorded
 from schemas.topics import NETWORK_TABLE
 from streams import background, experiments, meta_guardian, network
 from streams.facts_topic import facts_topic, send_fact
 from streams.keyed_table import keyed_table
 from streams.runtime import Runtime, sends_of_record
+from streams.settings import NetworkSettings
 from streams.stage import Record, run
 
 _log = logging.getLogger(__name__)
@@ -71,7 +74,12 @@ class Aggregator:
 
 
 def rules_of(rt: Runtime) -> NetworkRules:
-    n = rt.settings.network
+    return rules_of_settings(rt.settings.network)
+
+
+def rules_of_settings(n: NetworkSettings) -> NetworkRules:
+    """The aggregator's rules from its settings (worker settings, not live config: a
+    replay of the facts re-derives its decisions under the same settings)."""
     return NetworkRules(
         window=timedelta(seconds=n.diagnosis_window_s),
         min_failures=n.min_failures,
@@ -79,6 +87,21 @@ def rules_of(rt: Runtime) -> NetworkRules:
         review_every=timedelta(seconds=n.meta_interval_s),
         retrain_every=timedelta(seconds=n.retrain_every_s) if n.retrain_every_s > 0 else None,
         keep_facts=max(timedelta(seconds=2 * n.drift_window_s), timedelta(hours=1)),
+        watch=watch_policy(n),
+    )
+
+
+def watch_policy(n: NetworkSettings) -> WatchPolicy:
+    return WatchPolicy(
+        window=timedelta(seconds=n.anomaly_window_s),
+        min_samples=n.anomaly_min_samples,
+        detector=DetectorPolicy(
+            history=n.anomaly_history,
+            min_history=n.anomaly_min_history,
+            season=n.anomaly_season,
+            z_threshold=n.anomaly_z,
+            persistence=n.anomaly_persistence,
+        ),
     )
 
 
@@ -132,7 +155,20 @@ async def on_fact(rt: Runtime, agg: Aggregator, record: Record) -> None:
 async def _execute(
     rt: Runtime, agg: Aggregator, state: NetworkState, decisions: Decisions, fact: Any
 ) -> NetworkState:
-    """Apply the decisions in a fixed order: diagnoses, conclusions, meta-guardian."""
+    """Apply the decisions in a fixed order: anomalies (each before its alert),
+    diagnoses, conclusions, meta-guardian."""
+    for event in decisions.anomalies:
+        if isinstance(event, AnomalyDetected):
+            _log.warning(
+                "anomaly %s: %s of %s %.4g against %.4g (%s)",
+                event.state,
+                event.metric,
+                event.subject,
+                event.observed,
+                event.baseline,
+                event.kind,
+            )
+        await rt.emit(event)
     for diagnosis in decisions.diagnoses:
         await network.emit_diagnosis(rt, diagnosis)
     for result in decisions.concluded:

@@ -220,6 +220,17 @@ class NetworkSettings(BaseSettings):
     drift_min_samples: int = Field(default=30, ge=1)
     retrain_every_s: float = Field(default=0.0, ge=0)
     """A scheduled retraining recommendation every this many seconds (0: none)."""
+    anomaly_window_s: float = Field(default=300.0, gt=0)
+    """The anomaly detector's windows: one point of each series per window."""
+    anomaly_min_samples: int = Field(default=20, ge=1)
+    """A specialist's window with fewer verdicts adds no point to its series."""
+    anomaly_history: int = Field(default=36, ge=4)
+    """Windows the level baseline is taken from (3 hours of 5-minute windows)."""
+    anomaly_min_history: int = Field(default=12, ge=3)
+    anomaly_season: int = Field(default=0, ge=0)
+    """Windows per cycle of a seasonal baseline (288: a day of 5-minute windows); 0: none."""
+    anomaly_z: float = Field(default=4.0, gt=0)
+    anomaly_persistence: int = Field(default=3, ge=1)
 
 
 class KnowledgeSettings(BaseSettings):
