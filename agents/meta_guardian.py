@@ -177,11 +177,6 @@ def drift(
     )
 
 
-def scores_between(verdicts: Iterable[Judged], start: datetime, end: datetime) -> list[float]:
-    """Guardian scores of judged verdicts in ``[start, end)``: the quality metric."""
-    return [v.score for v in judged(verdicts) if start <= v.occurred_at < end]
-
-
 @dataclass(frozen=True)
 class MetaRules:
     min_rated: int = 50

@@ -13,6 +13,7 @@ from connectors import kafka_connect
 from connectors.client import GuardianClient
 from schemas.envelope import Event
 from schemas.request_events import Constraint, ResponseDelivered
+from streams.cli_anomalies import add_anomalies_command
 from streams.cli_bench import add_bench_command
 from streams.cli_broker import add_broker_commands
 from streams.cli_chaos import add_chaos_command
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_replay_commands(sub)
     add_config_commands(sub)
     add_gateway_commands(sub)
+    add_anomalies_command(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -17,9 +17,7 @@ from agents.meta_guardian import (
     MetaRules,
     accuracy_drops,
     accuracy_samples,
-    drift,
     propose_threshold,
-    scores_between,
 )
 from agents.network_facts import NetworkState, feedback_fact, remembered
 from schemas import topics
@@ -77,19 +75,14 @@ async def _quality(
     feedback: Sequence[Rated],
     now: datetime,
 ) -> set[str]:
-    """Recommend retraining once per incident when a quality metric of the last window
-    is 5% below the window before: the guardian score overall, and each specialist's
-    accuracy as users rated it. Returns the metrics alerting now."""
+    """Recommend retraining once per incident when a specialist's accuracy as users
+    rated it, over the last window, is 5% below the window before. (The guardians' own
+    scores and pass rates are the anomaly detector's: ``agents.anomaly_watch``.)
+    Returns the metrics alerting now."""
     n = rt.settings.network
     window = timedelta(seconds=n.drift_window_s)
-    score = drift(
-        "guardian.score",
-        scores_between(verdicts, now - 2 * window, now - window),
-        scores_between(verdicts, now - window, now),
-        min_samples=n.drift_min_samples,
-    )
     drops = accuracy_drops(verdicts, feedback, now, window, min_samples=n.drift_min_samples)
-    degraded = {d.metric: d for d in [score, *drops] if d.degraded}
+    degraded = {d.metric: d for d in drops if d.degraded}
     for metric, found in degraded.items():
         if metric not in alerted:  # a recovered metric may alert again later
             await rt.emit(_recommendation(rt, found, now - window, now))

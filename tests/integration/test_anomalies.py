@@ -4,6 +4,8 @@ exactly the anomalies the worker recorded."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from schemas import topics
 from schemas.network_events import AlertRaised, AnomalyDetected, NetworkFactRecorded
 from streams.network_facts import rules_of_settings
 from streams.settings import NetworkSettings
-from tests.integration.harness import pipeline, read_until
+from tests.integration.harness import ROOT, pipeline, read_until
 from tests.integration.test_network_decisions import send
 from tests.integration.test_pipeline import wait_ready
 
@@ -82,6 +84,9 @@ async def test_a_drop_in_pass_rate_is_an_anomaly_an_alert_and_replays(
             lambda found: any(a.rule == "anomaly" for a in found),
             timeout_s=30,
         )
+        env = p.worker_env(**ENV)
+        listed = await run_command(["anomalies"], env)
+        verified = await run_command(["anomalies", "--verify"], env)
     (drop,) = [a for a in anomalies if a.metric == "pass_rate"]
     assert (drop.state, drop.subject, drop.kind) == ("firing", "general", "level")
     assert drop.window_start == BASE + 12 * WINDOW  # the third window of the drop
@@ -94,3 +99,21 @@ async def test_a_drop_in_pass_rate_is_an_anomaly_an_alert_and_replays(
     settings = NetworkSettings(anomaly_window_s=60, anomaly_min_samples=5, anomaly_min_history=6)
     again = [e for e in refold(sent, rules_of_settings(settings)) if isinstance(e, AnomalyDetected)]
     assert sorted(again, key=lambda a: a.event_id) == sorted(anomalies, key=lambda a: a.event_id)
+    assert "firing   pass_rate of general: 0.125 against" in listed
+    assert f"{len(anomalies)} recorded, 0 differ" in verified
+
+
+async def run_command(args: list[str], env: dict[str, str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()

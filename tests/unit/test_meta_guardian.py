@@ -18,7 +18,6 @@ from agents.meta_guardian import (
     propose_threshold,
     ratings,
     satisfaction,
-    scores_between,
 )
 from agents.safety import SafetyRules, review
 from schemas.request_events import FeedbackGiven, GuardianScore, VerdictIssued
@@ -147,15 +146,6 @@ def test_drift_reports_the_relative_change() -> None:
     assert (result.baseline_mean, result.recent_mean) == (0.8, 0.5)
     assert result.relative_change == pytest.approx(-0.375)
     assert result.degraded
-
-
-def test_scores_between_is_half_open_and_skips_model_errors() -> None:
-    verdicts = [
-        verdict("r1", True, 0.9, occurred_at=T0),
-        verdict("r2", True, 0.8, occurred_at=T0 + timedelta(minutes=5)),
-        verdict("r3", False, 0.0, "model_error", occurred_at=T0),
-    ]
-    assert scores_between(verdicts, T0, T0 + timedelta(minutes=5)) == [0.9]
 
 
 # --- threshold proposals ---------------------------------------------------------

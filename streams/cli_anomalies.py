@@ -1,0 +1,101 @@
+"""``guardian anomalies``: the anomaly detector's findings, and ``--verify``, which folds
+the network's facts again and compares the anomalies it re-derives with those recorded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import TypeVar
+
+from agents.network_facts import refold
+from connectors.topic_reader import read_to_end
+from schemas import topics
+from schemas.codec import Codec
+from schemas.envelope import Event
+from schemas.errors import DecodeError
+from schemas.network_events import AnomalyDetected, NetworkFactRecorded
+from schemas.topics import TopicSpec, qualified
+from streams.network_facts import rules_of_settings
+from streams.settings import AppSettings
+
+EXIT_DIVERGED = 2
+
+
+def add_anomalies_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("anomalies", help="list the anomaly detector's findings")
+    cmd.add_argument(
+        "--verify",
+        action="store_true",
+        help="fold the network's facts again and compare the anomalies with those recorded",
+    )
+    cmd.add_argument("--json", action="store_true", help="one anomaly per line, as JSON")
+    cmd.set_defaults(handler=_anomalies)
+
+
+def _anomalies(args: argparse.Namespace) -> int:
+    settings = AppSettings.load()
+    recorded = asyncio.run(_read(settings, topics.ANOMALIES, AnomalyDetected))
+    if not args.verify:
+        for a in recorded:
+            print(a.model_dump_json() if args.json else describe(a))
+        if not recorded:
+            print("no anomaly recorded")
+        return 0
+    facts = asyncio.run(_read(settings, topics.NETWORK_FACTS, NetworkFactRecorded))
+    again = [
+        e
+        for e in refold(facts, rules_of_settings(settings.network))
+        if isinstance(e, AnomalyDetected)
+    ]
+    differ = diverging(again, recorded)
+    for line in differ:
+        print(json.dumps(line))
+    print(
+        f"re-derived {len(again)} anomalies from {len(facts)} facts, {len(recorded)} recorded, "
+        f"{len(differ)} differ (the facts topic keeps a day: a longer history cannot be "
+        "folded again from its start)"
+    )
+    return EXIT_DIVERGED if differ else 0
+
+
+def describe(a: AnomalyDetected) -> str:
+    at = a.window_end.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{at}  {a.state:<8} {a.metric} of {a.subject}: {a.observed:.4g} against "
+        f"{a.baseline:.4g} ({a.kind}, score {a.score:+.1f}, {a.samples} verdicts)"
+    )
+
+
+def diverging(
+    again: list[AnomalyDetected], recorded: list[AnomalyDetected]
+) -> list[dict[str, object]]:
+    """Anomalies only one side has, or that differ, by event id."""
+    mine = {a.event_id: a for a in again}
+    theirs = {a.event_id: a for a in recorded}
+    out: list[dict[str, object]] = []
+    for event_id in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(event_id), theirs.get(event_id)
+        if a != b:
+            out.append(
+                {
+                    "event_id": event_id,
+                    "re_derived": None if a is None else a.model_dump(mode="json"),
+                    "recorded": None if b is None else b.model_dump(mode="json"),
+                }
+            )
+    return out
+
+
+E = TypeVar("E", bound=Event)
+
+
+async def _read(settings: AppSettings, spec: TopicSpec, model: type[E]) -> list[E]:
+    codec = Codec()
+    found = []
+    for value in await read_to_end(settings.kafka, qualified(spec, settings.kafka.topic_namespace)):
+        try:
+            found.append(codec.decode(value, model))
+        except DecodeError:
+            continue
+    return found
