@@ -7,11 +7,11 @@ import logging
 import time
 
 import faust
-from prometheus_client import start_http_server
 
 from connectors.admin import ensure_topics
 from connectors.llm_embedded import EmbeddedLLM
 from schemas import topics
+from streams import probes
 from streams.app import app_id, create_runtime
 from streams.runtime import Ports
 from streams.settings import AppSettings
@@ -46,13 +46,9 @@ def run_worker(settings: AppSettings, *, loglevel: str = "info") -> None:
     rt = create_runtime(settings)
     warm_up(rt.ports)
     if settings.worker.metrics_port:
-        start_http_server(
-            settings.worker.metrics_port,
-            addr=settings.worker.metrics_host,
-            registry=rt.metrics.registry,
-        )
-        _log.info(
-            "metrics on http://%s:%d/metrics",
+        probes.serve(
+            probes.register(rt),
+            rt.metrics.registry,
             settings.worker.metrics_host,
             settings.worker.metrics_port,
         )

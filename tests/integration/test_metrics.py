@@ -66,6 +66,13 @@ async def test_metrics_count_what_the_pipeline_did(kafka_bootstrap: str, tmp_pat
             await asyncio.gather(*(client.ask(f"[[script:{k}]] {question}") for k in keys))
             await client.ask("", timeout_s=60)  # rejected
         found = await scrape_until(f"http://127.0.0.1:{port}/metrics", _settled)
+        async with httpx.AsyncClient() as http:
+            live = await http.get(f"http://127.0.0.1:{port}/healthz")
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+    # The worker answered requests: its loop turns, its tables are recovered.
+    assert live.status_code == 200, live.text
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["recovered"] is True
     assert found[("guardian_responses_total", (("status", "passed"),))] == 7
     assert found[("guardian_responses_total", (("status", "rejected"),))] == 1
     assert found[("guardian_refine_rounds_count", ())] == 7
