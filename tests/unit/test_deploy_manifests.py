@@ -116,7 +116,7 @@ def test_the_compose_file_names_files_that_exist_and_the_probes_the_worker_serve
 
 def test_an_installed_copy_holds_every_package_and_the_dashboard() -> None:
     # What `pip install .` (the image) packages: every subpackage of the four layers.
-    from setuptools import find_packages
+    from setuptools import find_packages  # type: ignore[import-untyped]
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = set(find_packages(str(ROOT), include=config["packages"]["find"]["include"]))
