@@ -57,10 +57,52 @@ def add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--out", type=Path, default=Path(".run/bench"))
     bench.add_argument("--smoke", action="store_true", help="a few seconds, to check it works")
     bench.set_defaults(handler=_bench)
-    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority,soak,http}")
+    kinds = bench.add_subparsers(dest="bench_kind", metavar="{priority,soak,http,scale}")
     _add_priority_command(kinds)
     _add_soak_command(kinds)
     _add_http_command(kinds)
+    _add_scale_command(kinds)
+
+
+def _add_scale_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scale = kinds.add_parser(
+        "scale", help="a backlog drained by 1, 2, 3 workers, the model the bottleneck"
+    )
+    scale.add_argument("--workers", default="1,2,3", help="worker counts to compare")
+    scale.add_argument("--slots", type=int, default=4, help="model calls at once per worker")
+    scale.add_argument("--model-latency-ms", type=float, default=200.0)
+    scale.add_argument("--backlog", type=int, default=300, help="requests in the backlog")
+    scale.add_argument("--partitions", type=int, default=6)
+    scale.add_argument("--repetitions", type=int, default=2, help="runs per configuration")
+    scale.add_argument("--out", type=Path, default=Path(".run/bench"))
+    scale.add_argument("--smoke", action="store_true", help="a small backlog, 1 and 2 workers")
+    scale.set_defaults(handler=_bench_scale)
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from streams.bench.scale import ScalePlan, run_scale
+
+    plan = ScalePlan(
+        out=args.out / "scale",
+        workers=(1, 2) if args.smoke else tuple(int(n) for n in args.workers.split(",")),
+        slots=args.slots,
+        model_latency_ms=args.model_latency_ms,
+        backlog=24 if args.smoke else args.backlog,
+        partitions=args.partitions,
+        repetitions=1 if args.smoke else args.repetitions,
+    )
+    results = {"machine": _machine(), "smoke": args.smoke}
+    results |= asyncio.run(run_scale(AppSettings.load(), plan, _progress))
+    print("\n== summary")
+    for run in results["runs"]:
+        print(
+            f"{run['workers']} worker(s) x {run['slots']} slots: {run['throughput']} req/s "
+            f"(capacity {run['capacity']:.0f}; runs "
+            f"{', '.join(str(r['throughput']) for r in run['repeats'])}), backlog of "
+            f"{run['sent']} drained in {run['drained_s']} s, speedup {run['speedup']}"
+        )
+    print(f"\nresults written to {_write(results, args.out, 'scale')}")
+    return 0
 
 
 def _add_http_command(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

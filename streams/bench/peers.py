@@ -23,7 +23,7 @@ from streams.bench.namespace import scratch_namespace
 from streams.bench.procs import free_port, spawn, stop, wait_for_group, wait_for_line
 from streams.bench.sweep import Plan as SweepPlan
 from streams.bench.sweep import broker_pid
-from streams.bench.workers import worker_cmd
+from streams.bench.workers import worker_cmd, worker_env
 from streams.settings import AppSettings
 
 Progress = Callable[[str], None]
@@ -113,17 +113,13 @@ def _broker(settings: AppSettings) -> dict[str, int]:
 
 
 def _worker_env(model_url: str, partitions: int) -> dict[str, str]:
-    return {
-        "GUARDIAN_MODEL_BACKEND": "openai",
-        "GUARDIAN_OPENAI_BASE_URL": model_url,
-        "GUARDIAN_OPENAI_MODEL": UPSTREAM,
-        "GUARDIAN_GUARD_EMBEDDER": "hashing",
-        "GUARDIAN_GUARD_PII_CHECK": "false",
-        "GUARDIAN_CACHE_BACKEND": "off",
-        "GUARDIAN_WORKER_METRICS_PORT": "0",
-        "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
-        "GUARDIAN_KAFKA_PARTITIONS": str(partitions),
-    }
+    return worker_env(
+        None,
+        partitions,
+        GUARDIAN_MODEL_BACKEND="openai",
+        GUARDIAN_OPENAI_BASE_URL=model_url,
+        GUARDIAN_OPENAI_MODEL=UPSTREAM,
+    )
 
 
 def _chain_plan(plan: PeersPlan) -> BenchPlan:

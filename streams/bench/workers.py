@@ -28,11 +28,15 @@ def write_script(out: Path, slow_latency_ms: float, name: str = "script") -> Pat
     return path
 
 
-def worker_env(script: Path, partitions: int, **extra: str) -> dict[str, str]:
-    """The environment of a benchmark worker; ``extra`` adds or overrides settings."""
-    return {
-        "GUARDIAN_MODEL_BACKEND": "scripted",
-        "GUARDIAN_MODEL_SCRIPT_PATH": str(script),
+def worker_env(script: Path | None, partitions: int, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark worker: the scripted model of ``script`` (None: the
+    model ``extra`` names); ``extra`` adds or overrides settings."""
+    scripted = (
+        {"GUARDIAN_MODEL_BACKEND": "scripted", "GUARDIAN_MODEL_SCRIPT_PATH": str(script)}
+        if script is not None
+        else {}
+    )
+    return scripted | {
         "GUARDIAN_GUARD_EMBEDDER": "hashing",
         "GUARDIAN_GUARD_PII_CHECK": "false",
         # Every request must reach the model: the cache would answer repeats at once.

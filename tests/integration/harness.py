@@ -4,6 +4,7 @@ consumer group of the namespace is deleted once its workers have stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -229,3 +230,20 @@ def answered_without_gaps(
         got = rounds[rid]
         assert got == set(range(1, max(got) + 1)), f"{rid} skipped a round: {got}"
     return answers, rounds
+
+
+async def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 120) -> str:
+    """``guardian <args>`` as a process; its output, once it exited 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streams.cli",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()

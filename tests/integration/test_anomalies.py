@@ -4,8 +4,6 @@ exactly the anomalies the worker recorded."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from schemas import topics
 from schemas.network_events import AlertRaised, AnomalyDetected, NetworkFactRecorded
 from streams.network_facts import rules_of_settings
 from streams.settings import NetworkSettings
-from tests.integration.harness import ROOT, pipeline, read_until
+from tests.integration.harness import pipeline, read_until, run_cli
 from tests.integration.test_network_decisions import send
 from tests.integration.test_pipeline import wait_ready
 
@@ -85,8 +83,8 @@ async def test_a_drop_in_pass_rate_is_an_anomaly_an_alert_and_replays(
             timeout_s=30,
         )
         env = p.worker_env(**ENV)
-        listed = await run_command(["anomalies"], env)
-        verified = await run_command(["anomalies", "--verify"], env)
+        listed = await run_cli(["anomalies"], env)
+        verified = await run_cli(["anomalies", "--verify"], env)
     (drop,) = [a for a in anomalies if a.metric == "pass_rate"]
     assert (drop.state, drop.subject, drop.kind) == ("firing", "general", "level")
     assert drop.window_start == BASE + 12 * WINDOW  # the third window of the drop
@@ -101,19 +99,3 @@ async def test_a_drop_in_pass_rate_is_an_anomaly_an_alert_and_replays(
     assert sorted(again, key=lambda a: a.event_id) == sorted(anomalies, key=lambda a: a.event_id)
     assert "firing   pass_rate of general: 0.125 against" in listed
     assert f"{len(anomalies)} recorded, 0 differ" in verified
-
-
-async def run_command(args: list[str], env: dict[str, str]) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, out.decode()
-    return out.decode()

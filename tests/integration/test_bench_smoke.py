@@ -145,3 +145,16 @@ def test_bench_http_smoke_puts_both_proxies_before_the_same_model(
     assert results["kafka_chain"]["p50_ms"] > 0
     assert set(results["ratios"]) >= {"sustainable_rate_ratio", "gateway_minus_chain_p50_ms"}
     assert left_behind(kafka_bootstrap, results["namespace"]) == []
+
+
+@pytest.mark.timeout(300)
+def test_bench_scale_smoke_drains_the_backlog_with_each_configuration(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    results = run_bench(kafka_bootstrap, tmp_path, "scale", "--smoke", pattern="scale-*.json")
+    runs = results["runs"]
+    assert [(r["workers"], r["slots"]) for r in runs] == [(1, 4), (2, 4), (1, 8)]
+    for run in runs:
+        assert run["received"] == run["sent"] == 24, run
+        assert 0 < run["throughput"] <= run["capacity"] * 1.1, run
+    assert runs[0]["speedup"] == 1.0

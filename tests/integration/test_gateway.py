@@ -24,7 +24,7 @@ from streams.bench.procs import free_port, spawn, stop, wait_for_line
 from streams.gateway.server import Running, running
 from streams.gateway.settings import GatewaySettings
 from streams.settings import AppSettings
-from tests.integration.harness import ROOT, Pipeline, pipeline, read_until
+from tests.integration.harness import Pipeline, pipeline, read_until, run_cli
 from tests.integration.test_pipeline import wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -283,7 +283,7 @@ async def test_the_commands_make_a_key_serve_with_it_and_print_the_trail(
     p: Pipeline, tmp_path: Path
 ) -> None:
     env = p.worker_env(GUARDIAN_GATEWAY_KEYS_FILE=str(tmp_path / "keys"))
-    made = await _run(["keys", "add", "acme"], env)
+    made = await run_cli(["keys", "add", "acme"], env)
     key = made.splitlines()[-1]
     assert key.startswith("sk-guardian-")
     assert key not in (tmp_path / "keys").read_text()
@@ -301,25 +301,9 @@ async def test_the_commands_make_a_key_serve_with_it_and_print_the_trail(
         assert raw.parse().choices[0].message.content == ANSWER
     finally:
         stop(serve)
-    trail = await _run(["trail", raw.headers["X-Request-Id"]], env)
+    trail = await run_cli(["trail", raw.headers["X-Request-Id"]], env)
     assert "RequestSubmitted" in trail
     assert "ResponseDelivered  passed" in trail
-
-
-async def _run(args: list[str], env: dict[str, str]) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streams.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
 
 
 async def test_side_by_side_gateways_each_get_their_own_answers_and_know_each_others(
