@@ -90,6 +90,16 @@ class RoutingPolicy(_Frozen):
     (off: every request is one ``main`` subtask for the general specialist)."""
 
 
+class CapacityPolicy(_Frozen):
+    """Worker capacity as live configuration: set, a key overrides every worker's own
+    setting of the same name, applied without a restart; null leaves each worker's."""
+
+    specialist_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    """Model-call slots per worker (``GUARDIAN_WORKER_SPECIALIST_CONCURRENCY``)."""
+    priority_guard_every: int | None = Field(default=None, ge=2, le=1000)
+    """The lanes' starvation guard (``GUARDIAN_WORKER_PRIORITY_GUARD_EVERY``)."""
+
+
 class ExperimentPolicy(_Frozen):
     """The A/B experiment running on live traffic, if any (``id`` empty: none)."""
 
@@ -112,3 +122,4 @@ class PipelineConfig(_Frozen):
     specialist: SpecialistProfile = SpecialistProfile()
     experiment: ExperimentPolicy = ExperimentPolicy()
     routing: RoutingPolicy = RoutingPolicy()
+    capacity: CapacityPolicy = CapacityPolicy()

@@ -162,9 +162,11 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
         open_deadlines=table.index.open_deadlines,
         open_tasks=table.index.open_tasks,
     )
-    for stage in (intake, sessions, specialist, guardian, refine, monitor, health, alerts):
+    for stage in (intake, sessions, guardian, refine, monitor, health, alerts):
         stage.register(rt)
+    answering = specialist.register(rt)
     live = live_config.register(rt)
+    live.listeners.append(answering.apply)
     # Every version this worker runs under stays at hand for the requests admitted with it.
     rt.remember(rt.config)
     live.listeners.append(rt.remember)

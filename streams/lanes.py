@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from agents.priority import LANE_NAMES, MAX_PRIORITY, LaneScheduler, lane_for, lane_name
@@ -67,6 +68,19 @@ class SlotPool:
             elif granted in self._waiters[lane]:
                 self._waiters[lane].remove(granted)
             raise
+
+    def resize(self, size: int) -> None:
+        """Change the number of slots now: more are granted at once to waiters; with
+        fewer, slots in use are not taken back, new grants wait until use is below it."""
+        if size < 1:
+            raise ValueError(f"a pool needs at least one slot, got {size}")
+        self._free += size - self.size
+        self.size = size
+        self._grant()
+
+    def guard(self, every: int) -> None:
+        """Change the starvation guard of the lanes (see ``LaneScheduler``)."""
+        self._scheduler = replace(self._scheduler, guard_every=every)
 
     def release(self) -> None:
         if self._free >= self.size:

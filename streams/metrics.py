@@ -68,6 +68,11 @@ class Metrics:
         )
 
     def _lane_metrics(self, r: CollectorRegistry) -> None:
+        self.model_slots = Gauge(
+            "guardian_specialist_slots",
+            "Model-call slots of this worker (the live config's, else its own setting).",
+            registry=r,
+        )
         self.lane_tasks = Counter(
             "guardian_specialist_lane_tasks_total",
             "Tasks given a model-call slot, by priority lane.",

@@ -16,10 +16,12 @@ for it. Tasks are answered concurrently but acked in offset order per partition.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
+from agents.config import PipelineConfig
 from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
@@ -36,6 +38,7 @@ from streams.runtime import Runtime
 from streams.stage import Record, run
 
 _EXPIRY_EVERY_S = 30.0
+_log = logging.getLogger(__name__)
 
 
 class Answering:
@@ -51,6 +54,19 @@ class Answering:
         )
         self.calling: dict[str, asyncio.Future[None]] = {}
         self.acks = InOrderAcks()
+        self._worker = w
+        self._metrics = rt.metrics
+        rt.metrics.model_slots.set(self.pool.size)
+
+    def apply(self, config: PipelineConfig) -> None:
+        """A live config's capacity: its slots and guard, or this worker's settings."""
+        cap, w = config.capacity, self._worker
+        slots = cap.specialist_concurrency or w.specialist_concurrency
+        if slots != self.pool.size:
+            _log.warning("model-call slots: %d -> %d", self.pool.size, slots)
+            self.pool.resize(slots)
+            self._metrics.model_slots.set(slots)
+        self.pool.guard(cap.priority_guard_every or w.priority_guard_every)
 
 
 def register(rt: Runtime) -> Answering:

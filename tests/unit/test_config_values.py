@@ -30,7 +30,15 @@ SYSTEM_SAME = SpecialistProfile().system_prompt
 def test_every_field_of_every_section_has_a_key() -> None:
     expected = {
         f"{section}.{name}"
-        for section in ("intake", "guardian", "refine", "specialist", "experiment", "routing")
+        for section in (
+            "intake",
+            "guardian",
+            "refine",
+            "specialist",
+            "experiment",
+            "routing",
+            "capacity",
+        )
         for name in type(getattr(DEFAULT, section)).model_fields
     }
     assert set(KEYS) == expected

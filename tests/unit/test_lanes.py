@@ -187,3 +187,39 @@ async def test_lane_metrics_count_waiting_and_granted_tasks() -> None:
 async def _hold(pool: SlotPool, metrics: Metrics) -> None:
     async with lane_slot(pool, metrics, HIGH, "high"):
         assert pool.free == 0
+
+
+async def test_more_slots_go_to_waiters_at_once_and_fewer_take_none_back() -> None:
+    pool = SlotPool(1, LaneScheduler())
+    await pool.acquire(NORMAL)
+    second = asyncio.ensure_future(pool.acquire(NORMAL))
+    third = asyncio.ensure_future(pool.acquire(NORMAL))
+    await until(lambda: pool.waiting(NORMAL) == 2)
+    pool.resize(3)
+    await asyncio.gather(second, third)
+    assert (pool.size, pool.free) == (3, 0)
+    pool.resize(1)  # three in use: none is taken back, the next waits for two releases
+    fourth = asyncio.ensure_future(pool.acquire(NORMAL))
+    await until(lambda: pool.waiting(NORMAL) == 1)
+    pool.release()
+    pool.release()
+    assert not fourth.done()
+    pool.release()
+    await fourth
+    assert (pool.size, pool.free) == (1, 0)
+    with pytest.raises(ValueError, match="at least one slot"):
+        pool.resize(0)
+
+
+async def test_the_guard_can_change_while_tasks_wait() -> None:
+    grants = Grants(SlotPool(1, LaneScheduler(guard_every=8)))
+    grants.pool.guard(2)
+    grants.wait("first", HIGH)
+    await until(lambda: grants.order == ["first"])
+    grants.wait("low", LOW)
+    for i in range(2):
+        grants.wait(f"high{i}", HIGH)
+    await until(lambda: grants.pool.waiting(HIGH) == 2)
+    for name in ["first", "high0", "low", "high1"]:
+        await grants.done(name)
+    assert grants.order == ["first", "high0", "low", "high1"]
