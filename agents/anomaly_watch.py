@@ -20,8 +20,9 @@ from agents.ids import stable_id
 from schemas.envelope import Millis
 from schemas.network_events import AlertRaised, AnomalyDetected, NetworkFactRecorded
 
-MAX_LATENCIES = 512
-"""Latencies kept per specialist and window for its p95 (the first ones, past that)."""
+MAX_LATENCIES = 64
+"""Latencies kept per specialist and window for its p95 (the first ones, past that): the
+state is written with every verdict, so it stays small."""
 
 
 class _Frozen(BaseModel):

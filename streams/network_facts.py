@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from agents.anomaly import DetectorPolicy
-from agents.anomaly_watch import WatchPolicy
+from agents.anomaly_watch import Series, WatchPolicy
 from agents.network_facts import (
     Decisions,
     NetworkRules,
@@ -35,6 +37,9 @@ from streams.stage import Record, run
 _log = logging.getLogger(__name__)
 STAGE = "network_facts"
 STATE_KEY = b"state"
+SERIES_KEY = b"anomaly-series"
+"""The anomaly detector's series, apart from the state: they change once a window, the
+state with every fact, so each fact's write stays small."""
 FACT_PREFIX = b"f/"
 _CODEC = Codec()
 """Kept facts are stored in single-object Avro, readable without a registry."""
@@ -47,10 +52,16 @@ class FactIndex:
 
     state: NetworkState = field(default_factory=NetworkState)
     facts: dict[str, NetworkFactRecorded] = field(default_factory=dict)
+    series: tuple[Series, ...] = ()
 
     def recovered(self, key: bytes, value: bytes | None) -> None:
         if key == STATE_KEY:
-            self.state = NetworkState() if value is None else _state_of(value)
+            self.state = with_series(
+                NetworkState() if value is None else _state_of(value), self.series
+            )
+        elif key == SERIES_KEY:
+            self.series = () if value is None else _SERIES.validate_json(value)
+            self.state = with_series(self.state, self.series)
         elif key.startswith(FACT_PREFIX):
             source_id = key[len(FACT_PREFIX) :].decode()
             self.facts.pop(source_id, None)  # a rewrite moves to the end, as in the log
@@ -59,11 +70,29 @@ class FactIndex:
 
     def kept(self, partitions: set[int], count: int) -> None:
         if 0 not in partitions:
-            self.state, self.facts = NetworkState(), {}
+            self.state, self.facts, self.series = NetworkState(), {}, ()
 
 
 def _state_of(raw: bytes) -> NetworkState:
     return NetworkState.model_validate_json(raw)
+
+
+_SERIES = TypeAdapter(tuple[Series, ...])
+
+
+def with_series(state: NetworkState, series: tuple[Series, ...]) -> NetworkState:
+    watch = state.watch.model_copy(update={"series": series})
+    return state.model_copy(update={"watch": watch})
+
+
+def save_state(agg: Aggregator, state: NetworkState) -> None:
+    """The state under ``STATE_KEY`` without the series, and the series under
+    ``SERIES_KEY`` when a window's close changed them."""
+    series = state.watch.series
+    if series is not agg.index.series and series != agg.index.series:
+        agg.table[SERIES_KEY] = _SERIES.dump_json(state.watch.series)
+        agg.index.series = state.watch.series
+    agg.table[STATE_KEY] = state.model_dump_json(exclude={"watch": {"series"}}).encode()
 
 
 @dataclass
@@ -144,7 +173,7 @@ async def on_fact(rt: Runtime, agg: Aggregator, record: Record) -> None:
     state, decisions = step(agg.index.state, fact, agg.rules)
     async with sends_of_record():
         state = await _execute(rt, agg, state, decisions, fact)
-    agg.table[STATE_KEY] = state.model_dump_json().encode()
+    save_state(agg, state)
     agg.index.state = state
     if fact.fact != "tick":
         _keep_fact(agg, fact)
