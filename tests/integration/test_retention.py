@@ -204,6 +204,11 @@ async def test_provisioning_brings_existing_changelogs_and_topics_up_to_date(
     )
     for future in made.values():
         future.result(timeout=30)
+    # Created is not yet listed: provisioning updates the topics the cluster lists.
+    deadline = time.monotonic() + 30
+    while not {old, requests} <= set(kafka_admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < deadline, "the new topics were never listed"
+        await asyncio.sleep(0.1)  # polling the cluster's metadata inside a deadline loop
     assert ensure_topics(p.kafka, [topics.REQUESTS], partitions=p.partitions) == []
     configs = {}
     for name in (old, requests):
