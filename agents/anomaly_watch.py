@@ -15,8 +15,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.anomaly import DetectorPolicy, Finding, SeriesState, observe
-from agents.dashboard import percentile
+from agents.diagnosis import aligned
 from agents.ids import stable_id
+from agents.stats import percentile
 from schemas.envelope import Millis
 from schemas.network_events import AlertRaised, AnomalyDetected, NetworkFactRecorded
 
@@ -74,15 +75,10 @@ METRICS: dict[str, Callable[[Counts], float]] = {
 }
 
 
-def window_start(at: datetime, length: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=at.tzinfo)
-    return at - (at - epoch) % length
-
-
 def count(watch: WatchState, fact: NetworkFactRecorded, policy: WatchPolicy) -> WatchState:
     """Count a verdict fact in the open window (one of an earlier window is late: it is
     dropped, as the window's value is decided)."""
-    start = window_start(fact.occurred_at, policy.window)
+    start = aligned(fact.occurred_at, policy.window)
     if watch.start is not None and start < watch.start:
         return watch
     if watch.start is None or start > watch.start:

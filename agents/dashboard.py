@@ -5,12 +5,12 @@ bounded (a fixed number of time buckets, a fixed number of recent items)."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.config_values import ConfigValueError, config_of
+from agents.stats import percentile
 from schemas.network_events import AlertRaised, ConfigChanged, ExperimentConcluded
 from schemas.request_events import ResponseDelivered, VerdictIssued
 
@@ -22,15 +22,6 @@ class _Bucket:
     start: float
     statuses: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass

@@ -90,9 +90,14 @@ def next_window(window: DiagnosisWindow) -> DiagnosisWindow:
     return open_window(window.end, window.end - window.start)
 
 
+def aligned(at: datetime, length: timedelta) -> datetime:
+    """The start of the epoch-aligned window of ``length`` that holds ``at``."""
+    return at - (at - _EPOCH) % length
+
+
 def window_at(at: datetime, length: timedelta) -> DiagnosisWindow:
     """The empty epoch-aligned window of ``length`` that holds ``at``."""
-    return open_window(at - (at - _EPOCH) % length, length)
+    return open_window(aligned(at, length), length)
 
 
 def lateness(length: timedelta) -> timedelta:

@@ -3,13 +3,17 @@ or the records of some partitions within a window of time."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors import kafka_connect
 from connectors.kafka import KafkaSettings
+from schemas.errors import DecodeError
+
+E = TypeVar("E")
 
 
 async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
@@ -69,6 +73,19 @@ async def _read_until(consumer: Any, stops: dict[TopicPartition, int]) -> list[A
         for tp, records in batch.items():
             found += [r for r in records if r.offset < stops[tp]]
         pending = {tp for tp in pending if await consumer.position(tp) < stops[tp]}
+    return found
+
+
+async def read_decoded(
+    settings: KafkaSettings, topic: str, decode: Callable[[bytes], E]
+) -> list[E]:
+    """Every record of ``topic`` decoded (``decode`` raising ``DecodeError`` skips one)."""
+    found = []
+    for value in await read_to_end(settings, topic):
+        try:
+            found.append(decode(value))
+        except DecodeError:
+            continue
     return found
 
 

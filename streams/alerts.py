@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from agents.alerts import AlertBook, evaluate, restore
 from connectors.alert_sinks import DedupingSinks, build_sinks
-from connectors.topic_reader import read_to_end
+from connectors.topic_reader import read_decoded
 from schemas import topics
-from schemas.errors import DecodeError
 from schemas.network_events import AlertRaised, SpecialistHealth
 from streams import background
 from streams.runtime import Runtime
@@ -57,12 +56,9 @@ def register(rt: Runtime) -> None:
 
 async def _restore(rt: Runtime, state: AlertState) -> None:
     name = topics.qualified(topics.ALERTS, rt.settings.kafka.topic_namespace)
-    alerts = []
-    for value in await read_to_end(rt.settings.kafka, name):
-        try:
-            alerts.append(rt.codec.decode(value, AlertRaised))
-        except DecodeError:
-            continue
+    alerts = await read_decoded(
+        rt.settings.kafka, name, lambda value: rt.codec.decode(value, AlertRaised)
+    )
     state.book = restore(state.book, alerts)
     state.restored.set()
 

@@ -9,11 +9,10 @@ import json
 from typing import TypeVar
 
 from agents.network_facts import refold
-from connectors.topic_reader import read_to_end
+from connectors.topic_reader import read_decoded
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
-from schemas.errors import DecodeError
 from schemas.network_events import AnomalyDetected, NetworkFactRecorded
 from schemas.topics import TopicSpec, qualified
 from streams.network_facts import rules_of_settings
@@ -92,10 +91,5 @@ E = TypeVar("E", bound=Event)
 
 async def _read(settings: AppSettings, spec: TopicSpec, model: type[E]) -> list[E]:
     codec = Codec()
-    found = []
-    for value in await read_to_end(settings.kafka, qualified(spec, settings.kafka.topic_namespace)):
-        try:
-            found.append(codec.decode(value, model))
-        except DecodeError:
-            continue
-    return found
+    topic = qualified(spec, settings.kafka.topic_namespace)
+    return await read_decoded(settings.kafka, topic, lambda value: codec.decode(value, model))

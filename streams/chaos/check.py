@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.stats import percentile as nearest_rank
 from schemas.request_events import DeadLettered, ResponseDelivered, TaskAssigned
 
 WINDOW_S = 5.0
@@ -138,11 +139,8 @@ def round_gaps(tasks: Iterable[TaskAssigned], finals: Iterable[ResponseDelivered
 
 def percentile(values: Sequence[float], p: float) -> float:
     """The nearest-rank ``p`` percentile of ``values`` (0.0 when empty)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
+    found = nearest_rank(values, p)
+    return 0.0 if found is None else found
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

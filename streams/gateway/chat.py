@@ -13,7 +13,16 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from agents.gateway import ApiError, ChatCall, bad_request, chunks, completion, outcome, read_chat
+from agents.gateway import (
+    ApiError,
+    ChatCall,
+    bad_request,
+    chunks,
+    completion,
+    guardian_member,
+    outcome,
+    read_chat,
+)
 from connectors.errors import PromptTooLargeError, ResponseTimeoutError
 from schemas.envelope import datetime_to_millis
 from schemas.request_events import ResponseDelivered
@@ -114,7 +123,7 @@ def _whole(
 
 def _member(response: ResponseDelivered) -> dict[str, Any]:
     """The guardian member on an error too: the request id leads to the trail."""
-    return {"guardian": completion(response, model="", created=0)["guardian"]}
+    return {"guardian": guardian_member(response)}
 
 
 async def _stream(

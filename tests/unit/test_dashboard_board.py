@@ -8,7 +8,8 @@ from typing import Any
 
 from agents.config import ExperimentPolicy, PipelineConfig
 from agents.config_values import config_changed
-from agents.dashboard import Board, percentile
+from agents.dashboard import Board
+from agents.stats import percentile
 from schemas.network_events import AlertRaised, ExperimentConcluded
 from schemas.request_events import ResponseDelivered, VerdictIssued
 
