@@ -19,7 +19,15 @@ from agents.ids import stable_id
 from schemas.network_events import FailureDiagnosed, ImprovementProposed
 
 ProposalKind = Literal[
-    "prompt", "temperature", "model", "max_tokens", "routing_weight", "threshold"
+    "prompt",
+    "temperature",
+    "model",
+    "max_tokens",
+    "routing_weight",
+    "threshold",
+    "concurrency",
+    "lane_guard",
+    "max_rounds",
 ]
 TEMPERATURE_KEY = "specialist.temperature"
 MAX_TOKENS_KEY = "specialist.max_tokens"

@@ -19,13 +19,16 @@ from schemas.envelope import Event
 from schemas.network_events import (
     AlertRaised,
     AnomalyDetected,
+    BottleneckIdentified,
     ConfigChanged,
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
     NetworkFactRecorded,
+    PerformanceCompared,
     ProposalReviewed,
     SpecialistHealth,
+    WorkerLoadReported,
 )
 from schemas.request_events import (
     ContextProvided,
@@ -60,6 +63,9 @@ MODELS: tuple[type[Event], ...] = (
     ContextProvided,
     NetworkFactRecorded,
     AnomalyDetected,
+    WorkerLoadReported,
+    BottleneckIdentified,
+    PerformanceCompared,
 )
 NAMESPACE = "guardian.events"
 

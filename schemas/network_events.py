@@ -28,7 +28,17 @@ class FailureDiagnosed(Event):
 class ImprovementProposed(Event):
     proposal_id: str
     diagnosis_id: str | None = None
-    kind: Literal["prompt", "temperature", "model", "max_tokens", "routing_weight", "threshold"]
+    kind: Literal[
+        "prompt",
+        "temperature",
+        "model",
+        "max_tokens",
+        "routing_weight",
+        "threshold",
+        "concurrency",
+        "lane_guard",
+        "max_rounds",
+    ]
     key: str
     current_value: str
     proposed_value: str
@@ -144,3 +154,91 @@ class AnomalyDetected(Event):
     window_start: Millis
     window_end: Millis
     samples: int = 0
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LaneLoad(_Part):
+    """One priority lane of a worker over a report's window."""
+
+    lane: str
+    lag: int = 0
+    granted: int = 0
+    wait_ms: float = 0.0
+
+
+class DeploymentLoad(_Part):
+    """One model deployment as a worker saw it over a report's window."""
+
+    deployment: str
+    calls: int = 0
+    errors: int = 0
+    mean_latency_ms: float = 0.0
+    breaker: str = "closed"
+
+
+class StageTime(_Part):
+    """One stage's handling time over a report's window."""
+
+    stage: str
+    events: int = 0
+    mean_ms: float = 0.0
+
+
+class WorkerLoadReported(Event):
+    """A worker's load over the last window: what the system optimizer decides on.
+    ``request_id`` holds the worker's name."""
+
+    worker: str
+    window_start: Millis
+    window_end: Millis
+    slots: int
+    slots_ceiling: int
+    busy_share: float
+    guard_every: int
+    partitions: int
+    lanes: tuple[LaneLoad, ...] = ()
+    deployments: tuple[DeploymentLoad, ...] = ()
+    stages: tuple[StageTime, ...] = ()
+    lag: dict[str, int] = Field(default_factory=dict)
+    responses: int = 0
+    p95_latency_ms: float = 0.0
+    mean_rounds: float = 0.0
+    applied: dict[str, str] = Field(default_factory=dict)
+
+
+class BottleneckIdentified(Event):
+    """The system optimizer named what limits the cluster; ``request_id`` holds the
+    bottleneck id."""
+
+    bottleneck_id: str
+    kind: Literal["model_slots", "workers", "slow_deployment", "starved_lane", "latency_budget"]
+    subject: str
+    metric: str
+    observed: float
+    limit: float
+    window_start: Millis
+    window_end: Millis
+    workers: int
+    recommended_workers: int
+    summary: str = ""
+
+
+class PerformanceCompared(Event):
+    """A before/after test of a system parameter change: kept or rolled back.
+    ``request_id`` holds the proposal id."""
+
+    proposal_id: str
+    bottleneck_id: str
+    key: str
+    previous_value: str
+    tested_value: str
+    metric: str
+    before: float
+    after: float
+    cleared: bool
+    decision: Literal["keep", "rollback"]
+    reason: str = ""
+    applied_at: Millis

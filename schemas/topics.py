@@ -13,13 +13,16 @@ from schemas.envelope import Event
 from schemas.network_events import (
     AlertRaised,
     AnomalyDetected,
+    BottleneckIdentified,
     ConfigChanged,
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
     NetworkFactRecorded,
+    PerformanceCompared,
     ProposalReviewed,
     SpecialistHealth,
+    WorkerLoadReported,
 )
 from schemas.request_events import (
     ContextProvided,
@@ -108,6 +111,18 @@ ANOMALIES = _spec(
     "anomalies", AnomalyDetected, key="anomaly_id", partitions=1, retention_ms=30 * DAY_MS
 )
 """The anomaly detector's findings: what each alert of rule ``anomaly`` was raised on."""
+WORKER_LOAD = _spec(
+    "worker_load", WorkerLoadReported, key="worker", partitions=1, retention_ms=DAY_MS
+)
+"""Every worker's load reports in one partition: one system optimizer folds them all in
+one order, so the whole cluster reaches one decision."""
+BOTTLENECKS = _spec(
+    "bottlenecks", BottleneckIdentified, key="bottleneck_id", partitions=1, retention_ms=30 * DAY_MS
+)
+PERFORMANCE = _spec(
+    "performance", PerformanceCompared, key="proposal_id", partitions=1, retention_ms=30 * DAY_MS
+)
+"""The before/after tests of system parameter changes: each change kept or rolled back."""
 NETWORK_FACTS = _spec(
     "network_facts", NetworkFactRecorded, key="scope", partitions=1, retention_ms=DAY_MS
 )
@@ -134,6 +149,9 @@ ALL: tuple[TopicSpec, ...] = (
     SPECIALIST_HEALTH,
     ALERTS,
     ANOMALIES,
+    WORKER_LOAD,
+    BOTTLENECKS,
+    PERFORMANCE,
     SESSIONS,
     CONTEXTS,
     NETWORK_FACTS,

@@ -30,6 +30,8 @@ _PER_RECORD: dict[tuple[str, str], Any] = {
     ("AlertRaised", "state"): "firing",
     ("AnomalyDetected", "state"): "firing",
     ("AnomalyDetected", "kind"): "drift",
+    ("BottleneckIdentified", "kind"): "model_slots",
+    ("PerformanceCompared", "decision"): "keep",
 }
 
 
