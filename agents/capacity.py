@@ -14,10 +14,10 @@ snapshots), and only one change is tested at a time:
 
 - **slow_deployment**: a deployment with traffic share answers ``slow_factor`` times
   slower than the median of the others: its routing weight is halved;
-- **model_slots**: the model-call slots are busy (``busy_share``) and tasks wait in
-  Kafka: more slots per worker, sized on the demand (at most doubled, at most the
-  worker's ceiling); at the ceiling, the bottleneck is **workers** and only a worker
-  count is recommended;
+- **model_slots**: the model-call slots are busy (``busy_share``) and more than
+  ``backlog_s`` of work waits (read ahead, or still in Kafka): more slots per worker,
+  sized on the demand (at most doubled, at most the worker's ceiling); at the ceiling,
+  the bottleneck is **workers** and only a worker count is recommended;
 - **starved_lane**: a lower lane waits ``starved_wait_factor`` times longer for a slot
   than the most urgent one: the starvation guard serves it twice as often;
 - **latency_budget**: the p95 end-to-end latency is over the budget and requests take
@@ -71,6 +71,9 @@ class CapacityRules:
     sustain: int = 3
     """Snapshots in a row a condition must hold to be a bottleneck (and be absent to clear)."""
     busy_share: float = 0.9
+    backlog_s: float = 1.0
+    """Busy slots are a bottleneck once more tasks wait than this many seconds of work
+    (and than the slots of all workers)."""
     slow_factor: float = 2.0
     min_calls: int = 10
     """Calls a deployment needs in a snapshot for its latency to count."""
@@ -190,6 +193,9 @@ def step(
 ) -> tuple[CapacityState, Decisions]:
     """Fold one report; at most once per ``report_every`` the cluster is evaluated."""
     now = report.window_end
+    held = state.reports.get(report.worker)
+    if held is not None and now <= held.window_end:  # a copy, or older than one folded
+        return state, Decisions()
     reports = {**state.reports, report.worker: report}
     horizon = now - 3 * rules.report_every
     reports = {w: r for w, r in reports.items() if r.window_end > horizon}
@@ -304,7 +310,8 @@ def _slow_deployment(
 
 
 def _model_slots(snap: Snapshot, previous: Snapshot | None, rules: CapacityRules) -> Finding | None:
-    if snap.busy < rules.busy_share or snap.task_lag <= 0 or snap.slots <= 0:
+    waiting = max(snap.slots * snap.workers, snap.granted_rate * rules.backlog_s)
+    if snap.busy < rules.busy_share or snap.task_lag <= waiting or snap.slots <= 0:
         return None
     seconds = (snap.at - previous.at).total_seconds() if previous else 0.0
     growth = (snap.task_lag - previous.task_lag) / seconds if previous and seconds > 0 else 0.0
@@ -482,16 +489,21 @@ def _test(
         return state.model_copy(
             update={"trial": trial.model_copy(update={"skipped": trial.skipped + 1})}
         )
-    held = any(f.kind == trial.kind and f.subject == trial.subject for f in findings)
+    held = any(_family(f.kind) == _family(trial.kind) for f in findings)
     after = (*trial.after, metric_of(snap, trial.metric))
     trial = trial.model_copy(update={"after": after, "cleared": trial.cleared and not held})
     if len(after) < rules.measure:
         return state.model_copy(update={"trial": trial})
-    decisions.compared.append(_compare(trial, rules))
+    decisions.compared.append(_compare(trial, rules, snap.at))
     return state.model_copy(update={"trial": None, "quiet_until": snap.at + rules.cooldown})
 
 
-def _compare(trial: Trial, rules: CapacityRules) -> PerformanceCompared:
+def _family(kind: Kind) -> str:
+    """Busy slots are one condition whether more slots or more workers would relieve it."""
+    return "model_slots" if kind == "workers" else kind
+
+
+def _compare(trial: Trial, rules: CapacityRules, now: datetime) -> PerformanceCompared:
     after = statistics.fmean(trial.after)
     before = trial.before
     if trial.higher_is_better:
@@ -508,7 +520,7 @@ def _compare(trial: Trial, rules: CapacityRules) -> PerformanceCompared:
     return PerformanceCompared(
         event_id=stable_id(trial.proposal_id, "compared"),
         request_id=trial.proposal_id,
-        occurred_at=trial.applied_at,
+        occurred_at=now,
         proposal_id=trial.proposal_id,
         bottleneck_id=trial.bottleneck_id,
         key=trial.key,

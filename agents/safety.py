@@ -22,6 +22,9 @@ TUNABLE_KEYS = frozenset(
         "guardian.pass_threshold",
         "guardian.min_alignment",
         "refine.max_rounds",
+        "capacity.specialist_concurrency",
+        "capacity.priority_guard_every",
+        "routing.weights",
     }
 )
 """Keys the improvement loop may change; everything else is an operator's decision."""
@@ -34,6 +37,10 @@ KIND_OF_KEY = {
     "guardian.pass_threshold": "threshold",
     "guardian.min_alignment": "threshold",
     "guardian.full_alignment": "threshold",
+    "capacity.specialist_concurrency": "concurrency",
+    "capacity.priority_guard_every": "lane_guard",
+    "routing.weights": "routing_weight",
+    "refine.max_rounds": "max_rounds",
 }
 THRESHOLD_KEYS = ("guardian.pass_threshold", "guardian.min_alignment", "guardian.full_alignment")
 
@@ -47,6 +54,13 @@ class SafetyRules:
     """``specialist.max_tokens`` may at most double or halve in one change."""
     max_threshold_step: float = 0.05
     max_rounds_step: int = 1
+    max_capacity_factor: float = 2.0
+    """A capacity key may at most double or halve in one change."""
+    max_concurrency: int = 256
+    """The most model-call slots per worker a proposal may set (from a worker's own
+    setting, not known here, this is the only bound)."""
+    max_weight_step: float = 0.5
+    """No deployment's routing weight moves by more than this in one change."""
     max_prompt_delta_chars: int = 500
     max_changes: int = 3
     """Config changes allowed within ``rate_window`` before new approvals wait."""
@@ -225,7 +239,32 @@ def _prompt_step(old: Any, new: Any, r: SafetyRules) -> str | None:
     return f"the prompt would change by {delta} characters (at most {r.max_prompt_delta_chars})"
 
 
+def _capacity_step(old: Any, new: Any, r: SafetyRules) -> str | None:
+    if new is None:
+        return None  # back to each worker's own setting
+    if old is None:
+        if new <= r.max_concurrency:
+            return None
+        return f"at most {r.max_concurrency} slots per worker ({new})"
+    if old / r.max_capacity_factor <= new <= old * r.max_capacity_factor:
+        return None
+    return f"a capacity key may change by at most x{r.max_capacity_factor} ({old} -> {new})"
+
+
+def _weights_step(old: Any, new: Any, r: SafetyRules) -> str | None:
+    if old and not any(w > 0 for w in new.values()):
+        return "every deployment's routing weight would be zero"
+    moved = {d: abs(new.get(d, 0.0) - old.get(d, 0.0)) for d in set(old) | set(new)}
+    too_far = sorted(d for d, step in moved.items() if step > r.max_weight_step + 1e-9)
+    if not too_far:
+        return None
+    return f"routing weights may move by at most {r.max_weight_step} ({', '.join(too_far)})"
+
+
 _STEP_BOUNDS: dict[str, Callable[[Any, Any, SafetyRules], str | None]] = {
+    "capacity.specialist_concurrency": _capacity_step,
+    "capacity.priority_guard_every": _capacity_step,
+    "routing.weights": _weights_step,
     "specialist.temperature": _temperature_step,
     "specialist.max_tokens": _max_tokens_step,
     "specialist.system_prompt": _prompt_step,

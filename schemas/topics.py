@@ -208,7 +208,15 @@ SESSIONS_TABLE = TableSpec("sessions")
 NETWORK_TABLE = TableSpec("network")
 """The network aggregator's state (open diagnosis windows, experiment tallies, meta-guardian
 bookkeeping) and the facts it keeps (by source event id), until their retention ends."""
-TABLES: tuple[TableSpec, ...] = (REFINEMENT_TABLE, DONE_TABLE, SESSIONS_TABLE, NETWORK_TABLE)
+CAPACITY_TABLE = TableSpec("capacity")
+"""The system optimizer's state: the workers' latest reports, open bottlenecks, the test."""
+TABLES: tuple[TableSpec, ...] = (
+    REFINEMENT_TABLE,
+    DONE_TABLE,
+    SESSIONS_TABLE,
+    NETWORK_TABLE,
+    CAPACITY_TABLE,
+)
 
 
 def app_id_for(namespace: str = "", app_id: str = APP_ID) -> str:

@@ -23,11 +23,13 @@ from connectors.resilient import OnAttempt, ResilientLLM
 from connectors.schema_registry import codec_for
 from streams import (
     alerts,
+    capacity,
     experiments,
     guardian,
     health,
     intake,
     live_config,
+    load,
     meta_guardian,
     monitor,
     network,
@@ -175,4 +177,6 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     experiments.register(rt)
     meta_guardian.register(rt)
     network_facts.register(rt)
+    load.register(rt, answering)
+    capacity.register(rt)
     return rt

@@ -1,67 +1,116 @@
-"""A/B experiments on live traffic: an approved proposal starts one (its split goes out
-as a config version); the network aggregator tallies round-1 verdicts per arm over all
+"""A/B experiments on live traffic: an approved proposal joins the queue
+(``agents.experiment_queue``), whose head starts when none runs (its split goes out as
+a config version); the network aggregator tallies round-1 verdicts per arm over all
 partitions, and its conclusion goes out with a config version that promotes the change
-or leaves it out."""
+or leaves it out, after which the next in the queue starts. An approved system
+parameter does not queue: it is applied for the optimizer's before/after test."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar
 
-from agents import experiment_plan
+from agents import experiment_plan, experiment_queue
+from agents.capacity import TRIAL_KINDS
 from agents.config import PipelineConfig
-from agents.config_values import ConfigValueError, config_changed, config_of
+from agents.config_values import (
+    ConfigValueError,
+    apply_change,
+    config_changed,
+    config_of,
+    encode,
+    value_of,
+)
 from agents.ids import stable_id
 from connectors.config_log import ConfigConflictError, publish_change
+from connectors.topic_reader import read_decoded
 from schemas import topics
+from schemas.envelope import Event
 from schemas.network_events import (
     ConfigChanged,
     ExperimentConcluded,
     ImprovementProposed,
     ProposalReviewed,
 )
+from schemas.topics import qualified
 from streams.live_config import first_version
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
 _log = logging.getLogger(__name__)
-PROPOSALS_KEPT = 1000
-
-
-@dataclass
-class Experiments:
-    proposals: dict[str, ImprovementProposed] = field(default_factory=dict)
+E = TypeVar("E", bound=Event)
 
 
 def register(rt: Runtime) -> None:
-    """The stages that start experiments."""
-    state = Experiments()
-
-    @rt.app.agent(rt.topic(topics.PROPOSALS), name="experiment_proposals")
-    async def remember_proposals(stream: object) -> None:
-        await run(rt, "experiments", stream, lambda r: remember(rt, state, r))
+    """The stage that starts experiments (and applies changes tested before/after)."""
 
     @rt.app.agent(rt.topic(topics.REVIEWS), name="experiment_starter")
     async def start_experiments(stream: object) -> None:
-        await run(rt, "experiments", stream, lambda r: on_review(rt, state, r))
+        await run(rt, "experiments", stream, lambda r: on_review(rt, r))
 
 
-async def remember(rt: Runtime, state: Experiments, record: Record) -> None:
-    proposal = rt.codec.decode(record.value, ImprovementProposed)
-    state.proposals[proposal.proposal_id] = proposal
-    while len(state.proposals) > PROPOSALS_KEPT:
-        state.proposals.pop(next(iter(state.proposals)))
+@dataclass(frozen=True)
+class Log:
+    """The network's proposals, reviews and conclusions, read from their topics."""
+
+    proposals: list[ImprovementProposed]
+    reviews: list[ProposalReviewed]
+    concluded: list[ExperimentConcluded]
 
 
-async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
+async def read_log(rt: Runtime) -> Log:
+    async def read(spec: topics.TopicSpec, record: type[E]) -> list[E]:
+        name = qualified(spec, rt.settings.kafka.topic_namespace)
+        return await read_decoded(rt.settings.kafka, name, lambda v: rt.codec.decode(v, record))
+
+    return Log(
+        await read(topics.PROPOSALS, ImprovementProposed),
+        await read(topics.REVIEWS, ProposalReviewed),
+        await read(topics.EXPERIMENTS, ExperimentConcluded),
+    )
+
+
+async def on_review(rt: Runtime, record: Record) -> None:
+    """An approved proposal: a system parameter is applied for its before/after test;
+    anything else joins the experiment queue, whose head starts when none runs."""
     review = rt.codec.decode(record.value, ProposalReviewed)
-    proposal = state.proposals.get(review.proposal_id)
-    if not review.approved or proposal is None:
+    if not review.approved:
+        return
+    log = await read_log(rt)
+    proposal = next((p for p in log.proposals if p.proposal_id == review.proposal_id), None)
+    if proposal is None:
+        _log.error("approved proposal %s is not on the proposals topic", review.proposal_id)
+        return
+    if proposal.kind in TRIAL_KINDS:
+        await apply_for_test(rt, proposal)
         return
     if experiment_plan.running(rt.config):
-        _log.warning("proposal %s approved; waits: an experiment runs", proposal.proposal_id)
+        queued = experiment_queue.waiting(
+            log.proposals, log.reviews, log.concluded, rt.config, rt.clock()
+        )
+        place = next((i for i, p in enumerate(queued) if p.proposal_id == proposal.proposal_id), -1)
+        _log.warning(
+            "proposal %s approved; queued at %d of %d behind experiment %s",
+            proposal.proposal_id,
+            place + 1,
+            len(queued),
+            rt.config.experiment.id,
+        )
         return
+    await start_next(rt, log)
+
+
+async def start_next(rt: Runtime, log: Log | None = None) -> None:
+    """Start the experiment of the queue's head, if any and none runs."""
+    log = log or await read_log(rt)
+    queued = experiment_queue.waiting(
+        log.proposals, log.reviews, log.concluded, rt.config, rt.clock()
+    )
+    if not queued:
+        return
+    proposal = queued[0]
     n = rt.settings.network
     experiment_id = stable_id(proposal.proposal_id, "experiment")
 
@@ -77,7 +126,20 @@ async def on_review(rt: Runtime, state: Experiments, record: Record) -> None:
             alpha=n.experiment_alpha,
         )
 
-    await _publish(rt, start, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
+    await publish(rt, start, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
+
+
+async def apply_for_test(rt: Runtime, proposal: ImprovementProposed) -> None:
+    """Apply a system parameter change for the optimizer's before/after test, if its key
+    still holds the value the proposal starts from."""
+
+    def apply(config: PipelineConfig) -> PipelineConfig | None:
+        if encode(value_of(config, proposal.key)) != proposal.current_value:
+            return None
+        return apply_change(config, proposal.key, proposal.proposed_value)
+
+    reason = f"before/after test of proposal {proposal.proposal_id}: {proposal.rationale}"
+    await publish(rt, apply, reason, changed_by=proposal.proposed_by)
 
 
 async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
@@ -85,7 +147,7 @@ async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
     change or leaves it out, then the conclusion (whoever reads it finds the config
     already changed)."""
     _log.warning("experiment %s: %s (%s)", result.experiment_id, result.decision, result.reason)
-    await _publish(
+    await publish(
         rt,
         lambda config: (
             experiment_plan.finish(config, result)
@@ -95,11 +157,15 @@ async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
         f"{result.decision}: {result.experiment_id}",
     )
     await rt.emit(result)
+    await start_next(rt)
 
 
-async def _publish(
-    rt: Runtime, change: Callable[[PipelineConfig], PipelineConfig | None], reason: str
-) -> None:
+async def publish(
+    rt: Runtime,
+    change: Callable[[PipelineConfig], PipelineConfig | None],
+    reason: str,
+    changed_by: str = "experiments",
+) -> ConfigChanged | None:
     """Publish ``change`` of the latest version; when another writer takes that version
     first, the change is derived again on top of it, or dropped with a warning when
     it no longer applies."""
@@ -116,7 +182,7 @@ async def _publish(
         return config_changed(
             previous,
             new,
-            changed_by="experiments",
+            changed_by=changed_by,
             reason=reason,
             now=rt.clock(),
             event_id=stable_id(previous.version, reason),
@@ -126,6 +192,7 @@ async def _publish(
         event = await publish_change(rt.settings.kafka, derive, first_version(rt))
     except ConfigConflictError as exc:
         _log.warning("%s dropped: %s", reason, exc)
-        return
+        return None
     if event is None:
         _log.warning("%s dropped: the latest config version no longer allows it", reason)
+    return event

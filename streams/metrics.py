@@ -146,6 +146,11 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.recommended_workers = Gauge(
+            "guardian_recommended_workers",
+            "Workers the system optimizer's last bottleneck needs (on the worker that runs it).",
+            registry=r,
+        )
         self._table_metrics(r)
         self.passed_over = Counter(
             "guardian_consumer_passed_over_total",

@@ -56,6 +56,20 @@ async def record_lag(rt: Runtime) -> dict[str, int]:
     return dict(lag)
 
 
+async def record_backlog(rt: Runtime) -> dict[str, int]:
+    """Records written but not yet finished, summed per topic: on a worker's own consumer
+    what is read ahead into memory counts too (``SameLoopConsumer.unfinished``)."""
+    consumer = rt.app.consumer
+    if not isinstance(consumer, SameLoopConsumer):
+        return await record_lag(rt)
+    backlog: dict[str, int] = defaultdict(int)
+    for tp in list(consumer.assignment()):
+        behind = consumer.unfinished(tp)
+        if behind is not None:
+            backlog[tp.topic] += behind
+    return dict(backlog)
+
+
 async def partition_lag(consumer: Any, tp: Any) -> int | None:
     """``highwater - position`` of ``tp``, or None when either is unknown right now."""
     try:

@@ -231,6 +231,19 @@ class NetworkSettings(BaseSettings):
     """Windows per cycle of a seasonal baseline (288: a day of 5-minute windows); 0: none."""
     anomaly_z: float = Field(default=4.0, gt=0)
     anomaly_persistence: int = Field(default=3, ge=1)
+    load_report_s: float = Field(default=10.0, gt=0)
+    """Every worker reports its load to the system optimizer this often."""
+    optimizer_sustain: int = Field(default=3, ge=1)
+    """Reports in a row a condition must hold to be named a bottleneck."""
+    optimizer_busy_share: float = Field(default=0.9, gt=0.0, le=1.0)
+    optimizer_latency_budget_ms: float = Field(default=30_000.0, gt=0)
+    optimizer_settle: int = Field(default=1, ge=0)
+    """Reports skipped after a change reached every worker, before measuring."""
+    optimizer_measure: int = Field(default=3, ge=1)
+    """Reports a before/after test measures the change over."""
+    optimizer_min_gain: float = Field(default=0.1, ge=0.0)
+    optimizer_cooldown_s: float = Field(default=60.0, ge=0)
+    optimizer_apply_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class KnowledgeSettings(BaseSettings):

@@ -49,9 +49,13 @@ class Answering:
         w = rt.settings.worker
         scheduler = LaneScheduler(len(LANES), w.priority_guard_every)
         self.pool = SlotPool(w.specialist_concurrency, scheduler)
+        self.ceiling = 2 * w.specialist_concurrency
+        """Tasks each lane stage holds at once (its agent's concurrency, fixed at start):
+        slots beyond it cannot be used by one lane."""
         self.store: AnswerStore = answer_store.create(
             rt.app, rt.partitions, timedelta(seconds=w.answer_retain_s), w.answer_max
         )
+        self.guard_every = w.priority_guard_every
         self.calling: dict[str, asyncio.Future[None]] = {}
         self.acks = InOrderAcks()
         self._worker = w
@@ -66,7 +70,8 @@ class Answering:
             _log.warning("model-call slots: %d -> %d", self.pool.size, slots)
             self.pool.resize(slots)
             self._metrics.model_slots.set(slots)
-        self.pool.guard(cap.priority_guard_every or w.priority_guard_every)
+        self.guard_every = cap.priority_guard_every or w.priority_guard_every
+        self.pool.guard(self.guard_every)
 
 
 def register(rt: Runtime) -> Answering:
@@ -96,7 +101,7 @@ def _register_lane(
     # The normal lane keeps the single-lane stage's name.
     stage_name = "specialist_stage" if name == "normal" else f"specialist_stage_{name}"
 
-    @rt.app.agent(rt.topic(spec), name=stage_name, concurrency=2 * pool.size)
+    @rt.app.agent(rt.topic(spec), name=stage_name, concurrency=answering.ceiling)
     async def specialist_stage(stream: object) -> None:
         await run(rt, "specialist", answering.acks.events(stream), on_record)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import aiokafka
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from yarl import URL
@@ -168,6 +169,19 @@ class SameLoopConsumer(driver.Consumer):
         # Reported only when seen on two checks in a row at the same offset.
         suspects, self._suspects = self._suspects, found
         return {tp: offset for tp, offset in found.items() if suspects.get(tp) == offset}
+
+    def unfinished(self, tp: TP) -> int | None:
+        """Records of ``tp`` written but not yet finished by a stage, whether read ahead
+        into memory or not read at all (None while its offsets are unknown): the backlog,
+        where ``highwater - position`` sees only what is not yet fetched."""
+        committed = self._committed_offset.get(tp)
+        try:
+            highwater = self.highwater(tp)
+        except (IllegalStateError, AssertionError):
+            return None
+        if committed is None or highwater is None:
+            return None
+        return max(0, int(highwater) - int(committed) - len(self._acked.get(tp, ())))
 
     async def read_again(self) -> dict[TP, int]:
         """Seek every partition that passed a record over back to it (the records after

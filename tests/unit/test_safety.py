@@ -71,7 +71,7 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
         (proposal("specialist.max_tokens", 512, kind="max_tokens"), []),
         (proposal("specialist.max_tokens", 128, kind="max_tokens"), []),
         (proposal("specialist.system_prompt", "Be kind and exact.", kind="prompt"), []),
-        (proposal("refine.max_rounds", 4), []),
+        (proposal("refine.max_rounds", 4, kind="max_rounds"), []),
         # a stale proposal from 0.5 is also judged against the live 0.7
         (
             proposal("guardian.pass_threshold", 0.48, current=0.5),
@@ -83,7 +83,21 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
         (proposal("specialist.temperature", 0.6, kind="temperature"), ["step_bounded"]),
         (proposal("specialist.max_tokens", 513, kind="max_tokens"), ["step_bounded"]),
         (proposal("specialist.max_tokens", 127, kind="max_tokens"), ["step_bounded"]),
-        (proposal("refine.max_rounds", 5), ["step_bounded"]),
+        (proposal("refine.max_rounds", 5, kind="max_rounds"), ["step_bounded"]),
+        # system parameters: from a worker's own setting only the absolute bound holds
+        (proposal("capacity.specialist_concurrency", 16, kind="concurrency"), []),
+        (proposal("capacity.specialist_concurrency", 300, kind="concurrency"), ["step_bounded"]),
+        (
+            proposal("capacity.specialist_concurrency", 9, kind="concurrency", current=4),
+            ["current_value_is_live"],
+        ),
+        (proposal("capacity.priority_guard_every", 4, kind="lane_guard"), []),
+        (proposal("capacity.priority_guard_every", 4, kind="concurrency"), ["kind_matches_key"]),
+        (proposal("routing.weights", {"a": 0.5, "b": 0.5}, kind="routing_weight"), []),
+        (
+            proposal("routing.weights", {"a": 0.9}, kind="routing_weight"),
+            ["step_bounded"],
+        ),
         (proposal("specialist.system_prompt", "x" * 700, kind="prompt"), ["step_bounded"]),
         # safety switches and weights
         (proposal("guardian.pii_check", False, kind="model"), ["safety_checks_on"]),
@@ -106,7 +120,7 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
         ),
         (proposal("guardian.pass_threshold", Raw("0.7.5")), ["value_validates"]),
         (proposal("guardian.pass_threshold", Raw("1.5")), ["value_validates"]),
-        (proposal("refine.max_rounds", Raw("3.5")), ["value_validates"]),
+        (proposal("refine.max_rounds", Raw("3.5"), kind="max_rounds"), ["value_validates"]),
         (proposal("guardian.full_alignment", 0.25), ["tunable_key", "value_validates"]),
         (proposal("guardian.pass_threshold", 0.7), ["changes_something"]),
     ],
@@ -188,3 +202,24 @@ def test_the_reason_for_a_bad_value_quotes_the_validator() -> None:
     assert any(
         "specialist.max_tokens" in r and "greater than or equal to 1" in r for r in reviewed.reasons
     )
+
+
+@pytest.mark.parametrize(("proposed", "approved"), [(8, True), (2, True), (9, False), (1, False)])
+def test_a_set_capacity_moves_at_most_by_half_or_double(proposed: int, approved: bool) -> None:
+    config = CONFIG.model_copy(
+        update={"capacity": CONFIG.capacity.model_copy(update={"specialist_concurrency": 4})}
+    )
+    p = proposal("capacity.specialist_concurrency", proposed, kind="concurrency", current=4)
+    assert review(p, config, [], T0, SafetyRules()).approved is approved
+
+
+def test_routing_weights_never_all_go_to_zero() -> None:
+    config = CONFIG.model_copy(
+        update={"routing": CONFIG.routing.model_copy(update={"weights": {"a": 0.4, "b": 0.2}})}
+    )
+    p = proposal(
+        "routing.weights", {"a": 0.0, "b": 0.0}, kind="routing_weight", current={"a": 0.4, "b": 0.2}
+    )
+    reviewed = review(p, config, [], T0, SafetyRules())
+    assert not reviewed.approved
+    assert any("would be zero" in r for r in reviewed.reasons)
