@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import TypeVar
 
 from agents.network_facts import refold
@@ -34,14 +35,14 @@ def add_anomalies_command(sub: argparse._SubParsersAction[argparse.ArgumentParse
 
 def _anomalies(args: argparse.Namespace) -> int:
     settings = AppSettings.load()
-    recorded = asyncio.run(_read(settings, topics.ANOMALIES, AnomalyDetected))
+    recorded = asyncio.run(read_all(settings, topics.ANOMALIES, AnomalyDetected))
     if not args.verify:
         for a in recorded:
             print(a.model_dump_json() if args.json else describe(a))
         if not recorded:
             print("no anomaly recorded")
         return 0
-    facts = asyncio.run(_read(settings, topics.NETWORK_FACTS, NetworkFactRecorded))
+    facts = asyncio.run(read_all(settings, topics.NETWORK_FACTS, NetworkFactRecorded))
     again = [
         e
         for e in refold(facts, rules_of_settings(settings.network))
@@ -66,10 +67,8 @@ def describe(a: AnomalyDetected) -> str:
     )
 
 
-def diverging(
-    again: list[AnomalyDetected], recorded: list[AnomalyDetected]
-) -> list[dict[str, object]]:
-    """Anomalies only one side has, or that differ, by event id."""
+def diverging(again: Sequence[Event], recorded: Sequence[Event]) -> list[dict[str, object]]:
+    """Events only one side has, or that differ, by event id."""
     mine = {a.event_id: a for a in again}
     theirs = {a.event_id: a for a in recorded}
     out: list[dict[str, object]] = []
@@ -89,7 +88,7 @@ def diverging(
 E = TypeVar("E", bound=Event)
 
 
-async def _read(settings: AppSettings, spec: TopicSpec, model: type[E]) -> list[E]:
+async def read_all(settings: AppSettings, spec: TopicSpec, model: type[E]) -> list[E]:
     codec = Codec()
     topic = qualified(spec, settings.kafka.topic_namespace)
     return await read_decoded(settings.kafka, topic, lambda value: codec.decode(value, model))

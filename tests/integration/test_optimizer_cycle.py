@@ -29,7 +29,7 @@ from schemas.network_events import (
 )
 from streams.capacity import rules_of_settings
 from streams.settings import NetworkSettings
-from tests.integration.harness import pipeline, read_until
+from tests.integration.harness import pipeline, read_until, run_cli
 from tests.integration.test_pipeline import wait_ready
 
 pytestmark = pytest.mark.integration
@@ -89,6 +89,7 @@ async def test_a_starved_slot_pool_is_found_relieved_and_kept(
         results = await read_until(p, topics.PERFORMANCE, PerformanceCompared, bool, timeout_s=0)
         history = await read_until(p, topics.CONFIG_HISTORY, ConfigChanged, bool, timeout_s=0)
         reports = await read_until(p, topics.WORKER_LOAD, WorkerLoadReported, bool, timeout_s=0)
+        listed = await run_cli(["optimizer"], p.worker_env())
         log = p.log()
 
     [bottleneck] = [b for b in bottlenecks if b.kind == "model_slots"]
@@ -109,6 +110,8 @@ async def test_a_starved_slot_pool_is_found_relieved_and_kept(
     assert compared.after > compared.before * 1.1, "the throughput rose"
     assert compared.before == pytest.approx(10.0, rel=0.3), "one 100 ms slot: 10 tasks/s"
     assert "model-call slots: 1 -> 2" in log
+    assert f"test of {proposal.proposal_id[:12]} {CONCURRENCY_KEY} null -> 2: keep" in listed
+    assert "bottleneck model_slots (cluster)" in listed
 
     order = [
         bottleneck.occurred_at,
