@@ -79,6 +79,9 @@ class SpecialistProfile(_Frozen):
     prompt_version: str = "v1"
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, ge=1)
+    lessons: dict[str, list[str]] = Field(default_factory=dict)
+    """Lessons by task scope (an answer format, or a task class; ``agents.lessons``),
+    added to the system prompt of every specialist's tasks in that scope."""
 
 
 class RoutingPolicy(_Frozen):

@@ -344,4 +344,7 @@ def verdict_for(
         latency_ms=answer.latency_ms,
         guardian_version=policy.version,
         prompt_version=answer.prompt_version,
+        task_class=answer.task_class,
+        answer_format=answer.answer_format,
+        reasked_for=answer.reasked_for,
     )

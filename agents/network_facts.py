@@ -1,6 +1,7 @@
 """The guardian network's facts and the one fold over them: verdicts and feedback
 recorded compactly on one partition, and the state that diagnosis windows, experiment
-tallies and the meta-guardian's schedule keep over them, decided in event time.
+tallies, the knowledge synthesizer's pair counts and the meta-guardian's schedule keep
+over them, decided in event time.
 
 Pure: the same facts in the same order give the same state and the same decisions,
 whichever worker folds them and however often it restarts.
@@ -20,6 +21,8 @@ from agents.diagnosis import DiagnosisWindow, closed, diagnose, observe, window_
 from agents.experiment import ExperimentTally, arm_of, conclude
 from agents.experiment import observe as tally
 from agents.ids import stable_id
+from agents.lessons import LessonBook, LessonRules
+from agents.lessons import observe as observe_lessons
 from schemas.envelope import Millis
 from schemas.network_events import (
     AlertRaised,
@@ -27,6 +30,7 @@ from schemas.network_events import (
     ExperimentConcluded,
     FailureDiagnosed,
     GuardianFlag,
+    LessonLearned,
     NetworkFactRecorded,
 )
 from schemas.request_events import FeedbackGiven, VerdictIssued
@@ -73,6 +77,10 @@ def verdict_fact(
         prompt_version=verdict.prompt_version,
         latency_ms=verdict.latency_ms,
         tokens=verdict.prompt_tokens + verdict.completion_tokens,
+        subtask=verdict.subtask,
+        task_class=verdict.task_class,
+        answer_format=verdict.answer_format,
+        reasked_for=verdict.reasked_for,
         **terms,
     )
 
@@ -134,6 +142,8 @@ class NetworkState(_Frozen):
     alerted: tuple[str, ...] = ()
     watch: WatchState = WatchState()
     """The anomaly detector's open window and its series."""
+    lessons: LessonBook = LessonBook()
+    """The knowledge synthesizer's pair counts and the lessons it learned."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class NetworkRules:
     """A concluded experiment's date stays this long, so its late verdicts are ignored."""
     watch: WatchPolicy = field(default_factory=WatchPolicy)
     """The anomaly detector's windows and thresholds."""
+    lessons: LessonRules = field(default_factory=LessonRules)
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class Decisions:
     """The scheduled retraining recommendation is due."""
     anomalies: tuple[AnomalyDetected | AlertRaised, ...] = ()
     """Incidents of the anomaly detector that start or end now, each with its alert."""
+    lessons: tuple[LessonLearned, ...] = ()
+    """Lessons the knowledge synthesizer learned from this fact."""
 
 
 def step(
@@ -176,13 +189,15 @@ def step(
         clock = fact.occurred_at if clock is None else max(clock, fact.occurred_at)
     if clock is None:
         return state.model_copy(update={"last": fact.source_event_id}), Decisions()
-    windows, runs, watch = state.windows, state.experiments, state.watch
+    windows, runs, watch, book = state.windows, state.experiments, state.watch, state.lessons
     concluded: tuple[ExperimentConcluded, ...] = ()
+    learned: list[LessonLearned] = []
     watch, anomalies = close_due(watch, clock, rules.watch)
     if fact.fact == "verdict":
         windows = _count_window(windows, fact, clock, rules.window)
         runs, concluded = _count_experiment(runs, fact, clock)
         watch = count(watch, fact, rules.watch)
+        book, learned = observe_lessons(book, fact, clock, rules.lessons)
     open_, diagnoses = _close_windows(windows, clock, rules)
     new = state.model_copy(
         update={
@@ -191,10 +206,14 @@ def step(
             "windows": open_,
             "experiments": _kept_runs(runs, clock, rules.keep_concluded),
             "watch": watch,
+            "lessons": book,
         }
     )
     new, review, scheduled = _due(new, clock, rules)
-    return new, Decisions(tuple(diagnoses), concluded, review, scheduled, tuple(anomalies))
+    decisions = Decisions(
+        tuple(diagnoses), concluded, review, scheduled, tuple(anomalies), tuple(learned)
+    )
+    return new, decisions
 
 
 def _count_window(
@@ -310,17 +329,17 @@ def expired_facts(
 
 def refold(
     facts: Iterable[NetworkFactRecorded], rules: NetworkRules
-) -> list[AnomalyDetected | AlertRaised]:
-    """The anomaly detector's decisions on ``facts`` (in log order, from the first fact
-    the aggregator ever folded), a duplicate of a counted fact dropped as the live stage
-    drops it: what replay compares with the anomalies recorded."""
+) -> list[AnomalyDetected | AlertRaised | LessonLearned]:
+    """The anomaly detector's and the knowledge synthesizer's decisions on ``facts`` (in
+    log order, from the first fact the aggregator ever folded), a duplicate of a counted
+    fact dropped as the live stage drops it: what replay compares with those recorded."""
     state, seen = NetworkState(), set()
-    found: list[AnomalyDetected | AlertRaised] = []
+    found: list[AnomalyDetected | AlertRaised | LessonLearned] = []
     for fact in facts:
         if fact.fact != "tick":
             if fact.source_event_id in seen:
                 continue
             seen.add(fact.source_event_id)
         state, decisions = step(state, fact, rules)
-        found += decisions.anomalies
+        found += [*decisions.anomalies, *decisions.lessons]
     return found

@@ -28,6 +28,7 @@ ProposalKind = Literal[
     "concurrency",
     "lane_guard",
     "max_rounds",
+    "lesson",
 ]
 TEMPERATURE_KEY = "specialist.temperature"
 MAX_TOKENS_KEY = "specialist.max_tokens"

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from agents.config import PipelineConfig, RefinePolicy
 from agents.ids import stable_id, task_id
 from agents.intake import asked
+from agents.lessons import scope_of, with_lessons
 from agents.router import EARLIER_RESULTS, Complexity, Plan, Subtask, synthesis_instruction
 from agents.specialists import profile_for
 from schemas.envelope import Millis
@@ -349,10 +350,13 @@ def _task(
     critique: str | None = None,
     previous: str | None = None,
     constraint: str | None = None,
+    reasked_for: tuple[str, ...] = (),
 ) -> TaskAssigned:
     profile = profile_for(config.specialist, run.specialist)
     tid = task_id(state.request_id, run.subtask, round_)
     answers = state.final_run is not None and run.subtask == state.final_run.subtask
+    answer_format = state.answer_format if answers else "text"
+    lessons = config.specialist.lessons.get(scope_of(answer_format, state.task_class), [])
     return TaskAssigned(
         event_id=stable_id(tid, "task"),
         request_id=state.request_id,
@@ -365,7 +369,7 @@ def _task(
         specialist=profile.name,
         deployment=run.deployment,
         instruction=run.instruction,
-        system_prompt=profile.system_prompt,
+        system_prompt=with_lessons(profile.system_prompt, lessons),
         prompt_version=profile.prompt_version,
         context=state.context,
         critique=critique,
@@ -376,7 +380,7 @@ def _task(
             config.refine,
         ),
         max_tokens=state.max_tokens or profile.max_tokens,
-        answer_format=state.answer_format if answers else "text",
+        answer_format=answer_format,
         constraints=state.constraints if answers else (),
         priority=state.priority,
         deadline_at=state.deadline_at,
@@ -386,6 +390,7 @@ def _task(
         complexity_score=state.complexity_score,
         depends_on=run.depends_on,
         degraded_route=run.degraded_route,
+        reasked_for=reasked_for,
     )
 
 
@@ -441,7 +446,7 @@ def _reask(
     assert current is not None
     if not config.refine.critique:
         # Resampling only: the same question again, nothing said about the last try.
-        task = _task(state, run, run.round + 1, now, config)
+        task = _task(state, run, run.round + 1, now, config, reasked_for=verdict.failure_classes)
         run = run.model_copy(update={"round": run.round + 1, "current_task": task})
         return Step(state=state.with_run(run), tasks=(task,))
     previous = verdict.content if verdict.content else current.previous_attempt
@@ -458,6 +463,7 @@ def _reask(
         or "The previous attempt failed; answer the question again.",
         previous=previous,
         constraint=_constraint(current, verdict),
+        reasked_for=verdict.failure_classes,
     )
     run = run.model_copy(update={"round": run.round + 1, "current_task": task})
     return Step(state=state.with_run(run), tasks=(task,))

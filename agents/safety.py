@@ -25,6 +25,7 @@ TUNABLE_KEYS = frozenset(
         "capacity.specialist_concurrency",
         "capacity.priority_guard_every",
         "routing.weights",
+        "specialist.lessons",
     }
 )
 """Keys the improvement loop may change; everything else is an operator's decision."""
@@ -41,6 +42,7 @@ KIND_OF_KEY = {
     "capacity.priority_guard_every": "lane_guard",
     "routing.weights": "routing_weight",
     "refine.max_rounds": "max_rounds",
+    "specialist.lessons": "lesson",
 }
 THRESHOLD_KEYS = ("guardian.pass_threshold", "guardian.min_alignment", "guardian.full_alignment")
 
@@ -61,6 +63,8 @@ class SafetyRules:
     setting, not known here, this is the only bound)."""
     max_weight_step: float = 0.5
     """No deployment's routing weight moves by more than this in one change."""
+    max_lesson_chars: int = 300
+    max_lessons_per_scope: int = 5
     max_prompt_delta_chars: int = 500
     max_changes: int = 3
     """Config changes allowed within ``rate_window`` before new approvals wait."""
@@ -261,7 +265,23 @@ def _weights_step(old: Any, new: Any, r: SafetyRules) -> str | None:
     return f"routing weights may move by at most {r.max_weight_step} ({', '.join(too_far)})"
 
 
+def _lessons_step(old: Any, new: Any, r: SafetyRules) -> str | None:
+    before = {(scope, text) for scope, texts in old.items() for text in texts}
+    after = {(scope, text) for scope, texts in new.items() for text in texts}
+    problems = []
+    if len(before ^ after) > 1:
+        problems.append(f"{len(before ^ after)} lessons would change (at most one at a time)")
+    long = [t for _, t in after - before if len(t) > r.max_lesson_chars]
+    if long:
+        problems.append(f"a lesson of {len(long[0])} characters (at most {r.max_lesson_chars})")
+    full = sorted(s for s, texts in new.items() if len(texts) > r.max_lessons_per_scope)
+    if full:
+        problems.append(f"over {r.max_lessons_per_scope} lessons for {', '.join(full)}")
+    return "; ".join(problems) or None
+
+
 _STEP_BOUNDS: dict[str, Callable[[Any, Any, SafetyRules], str | None]] = {
+    "specialist.lessons": _lessons_step,
     "capacity.specialist_concurrency": _capacity_step,
     "capacity.priority_guard_every": _capacity_step,
     "routing.weights": _weights_step,

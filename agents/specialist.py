@@ -43,6 +43,8 @@ def answered(
         "attempts": attempts,
         "passages": tuple(passages),
         "constraints": task.constraints,
+        "task_class": task.task_class,
+        "reasked_for": task.reasked_for,
     }
     if isinstance(outcome, ModelError):
         return SpecialistAnswered(

@@ -24,6 +24,7 @@ from schemas.network_events import (
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
+    LessonLearned,
     NetworkFactRecorded,
     PerformanceCompared,
     ProposalReviewed,
@@ -66,6 +67,7 @@ MODELS: tuple[type[Event], ...] = (
     WorkerLoadReported,
     BottleneckIdentified,
     PerformanceCompared,
+    LessonLearned,
 )
 NAMESPACE = "guardian.events"
 

@@ -38,6 +38,7 @@ class ImprovementProposed(Event):
         "concurrency",
         "lane_guard",
         "max_rounds",
+        "lesson",
     ]
     key: str
     current_value: str
@@ -137,6 +138,10 @@ class NetworkFactRecorded(Event):
     signal: str | None = None
     latency_ms: float = 0.0
     tokens: int = 0
+    subtask: str = ""
+    task_class: str = ""
+    answer_format: str = "text"
+    reasked_for: tuple[str, ...] = ()
 
 
 class AnomalyDetected(Event):
@@ -242,3 +247,19 @@ class PerformanceCompared(Event):
     decision: Literal["keep", "rollback"]
     reason: str = ""
     applied_at: Millis
+
+
+class LessonLearned(Event):
+    """A lesson of the knowledge synthesizer, one version per state; ``request_id``
+    holds the lesson id."""
+
+    lesson_id: str
+    version: int
+    state: Literal["learned", "kept", "retired"]
+    scope: str
+    failure_class: str
+    text: str
+    learned_from: tuple[str, ...] = ()
+    pairs: int = 0
+    experiment_id: str | None = None
+    reason: str = ""

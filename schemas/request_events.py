@@ -68,6 +68,7 @@ class TaskAssigned(Event):
     depends_on: tuple[str, ...] = ()
     degraded_route: bool = False
     constraints: tuple[Constraint, ...] = ()
+    reasked_for: tuple[str, ...] = ()
 
 
 class Passage(BaseModel):
@@ -100,6 +101,8 @@ class SpecialistAnswered(Event):
     finish_reason: str | None = None
     passages: tuple[Passage, ...] = ()
     constraints: tuple[Constraint, ...] = ()
+    task_class: str = ""
+    reasked_for: tuple[str, ...] = ()
 
 
 class GuardianScore(BaseModel):
@@ -131,6 +134,9 @@ class VerdictIssued(Event):
     latency_ms: float = 0.0
     guardian_version: str = "v1"
     prompt_version: str = ""
+    task_class: str = ""
+    answer_format: str = "text"
+    reasked_for: tuple[str, ...] = ()
 
 
 class ResponseDelivered(Event):

@@ -18,6 +18,7 @@ from schemas.network_events import (
     ExperimentConcluded,
     FailureDiagnosed,
     ImprovementProposed,
+    LessonLearned,
     NetworkFactRecorded,
     PerformanceCompared,
     ProposalReviewed,
@@ -123,6 +124,9 @@ PERFORMANCE = _spec(
     "performance", PerformanceCompared, key="proposal_id", partitions=1, retention_ms=30 * DAY_MS
 )
 """The before/after tests of system parameter changes: each change kept or rolled back."""
+LESSONS = _spec("lessons", LessonLearned, key="lesson_id", partitions=1, retention_ms=-1)
+"""Every version of every lesson, kept forever: what the system learned and whether it
+kept it."""
 NETWORK_FACTS = _spec(
     "network_facts", NetworkFactRecorded, key="scope", partitions=1, retention_ms=DAY_MS
 )
@@ -152,6 +156,7 @@ ALL: tuple[TopicSpec, ...] = (
     WORKER_LOAD,
     BOTTLENECKS,
     PERFORMANCE,
+    LESSONS,
     SESSIONS,
     CONTEXTS,
     NETWORK_FACTS,

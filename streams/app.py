@@ -28,6 +28,7 @@ from streams import (
     guardian,
     health,
     intake,
+    lessons,
     live_config,
     load,
     meta_guardian,
@@ -177,6 +178,7 @@ def create_runtime(settings: AppSettings, ports: Ports | None = None) -> Runtime
     experiments.register(rt)
     meta_guardian.register(rt)
     network_facts.register(rt)
+    lessons.register(rt)
     load.register(rt, answering)
     capacity.register(rt)
     return rt

@@ -32,9 +32,11 @@ from schemas.network_events import (
     ConfigChanged,
     ExperimentConcluded,
     ImprovementProposed,
+    LessonLearned,
     ProposalReviewed,
 )
 from schemas.topics import qualified
+from streams import lessons
 from streams.live_config import first_version
 from streams.runtime import Runtime
 from streams.stage import Record, run
@@ -58,6 +60,7 @@ class Log:
     proposals: list[ImprovementProposed]
     reviews: list[ProposalReviewed]
     concluded: list[ExperimentConcluded]
+    lessons: list[LessonLearned]
 
 
 async def read_log(rt: Runtime) -> Log:
@@ -69,6 +72,7 @@ async def read_log(rt: Runtime) -> Log:
         await read(topics.PROPOSALS, ImprovementProposed),
         await read(topics.REVIEWS, ProposalReviewed),
         await read(topics.EXPERIMENTS, ExperimentConcluded),
+        await read(topics.LESSONS, LessonLearned),
     )
 
 
@@ -102,31 +106,36 @@ async def on_review(rt: Runtime, record: Record) -> None:
     await start_next(rt, log)
 
 
-async def start_next(rt: Runtime, log: Log | None = None) -> None:
-    """Start the experiment of the queue's head, if any and none runs."""
+async def start_next(rt: Runtime, log: Log | None = None, finished: str = "") -> None:
+    """Start the experiment of the queue's head, if any and none runs. The queue is
+    derived on the latest config version (a promotion just published may have made a
+    waiting proposal stale); ``finished`` names a proposal whose experiment concluded
+    but whose conclusion may not be on its topic yet."""
     log = log or await read_log(rt)
-    queued = experiment_queue.waiting(
-        log.proposals, log.reviews, log.concluded, rt.config, rt.clock()
-    )
-    if not queued:
-        return
-    proposal = queued[0]
     n = rt.settings.network
-    experiment_id = stable_id(proposal.proposal_id, "experiment")
+    now = rt.clock()
 
     def start(config: PipelineConfig) -> PipelineConfig | None:
         if experiment_plan.running(config):  # another writer started one first
             return None
+        queued = experiment_queue.waiting(log.proposals, log.reviews, log.concluded, config, now)
+        head = next((p for p in queued if p.proposal_id != finished), None)
+        if head is None:
+            return None
         return experiment_plan.start(
             config,
-            proposal,
-            experiment_id,
+            head,
+            stable_id(head.proposal_id, "experiment"),
             share=n.experiment_share,
             min_samples=n.experiment_min_samples,
             alpha=n.experiment_alpha,
         )
 
-    await publish(rt, start, f"experiment {experiment_id} of proposal {proposal.proposal_id}")
+    def describe(config: PipelineConfig) -> str:
+        spec = config.experiment
+        return f"experiment {spec.id} of proposal {spec.proposal_id}"
+
+    await publish(rt, start, "the experiment queue's head", describe=describe)
 
 
 async def apply_for_test(rt: Runtime, proposal: ImprovementProposed) -> None:
@@ -157,7 +166,9 @@ async def on_concluded(rt: Runtime, result: ExperimentConcluded) -> None:
         f"{result.decision}: {result.experiment_id}",
     )
     await rt.emit(result)
-    await start_next(rt)
+    log = await read_log(rt)
+    await lessons.settle(rt, result, log.proposals, log.lessons)
+    await start_next(rt, log, finished=result.proposal_id)
 
 
 async def publish(
@@ -165,6 +176,7 @@ async def publish(
     change: Callable[[PipelineConfig], PipelineConfig | None],
     reason: str,
     changed_by: str = "experiments",
+    describe: Callable[[PipelineConfig], str] | None = None,
 ) -> ConfigChanged | None:
     """Publish ``change`` of the latest version; when another writer takes that version
     first, the change is derived again on top of it, or dropped with a warning when
@@ -179,13 +191,14 @@ async def publish(
             return None
         if new is None:
             return None
+        why = describe(new) if describe else reason
         return config_changed(
             previous,
             new,
             changed_by=changed_by,
-            reason=reason,
+            reason=why,
             now=rt.clock(),
-            event_id=stable_id(previous.version, reason),
+            event_id=stable_id(previous.version, why),
         )
 
     try:

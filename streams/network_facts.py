@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from agents.anomaly import DetectorPolicy
 from agents.anomaly_watch import Series, WatchPolicy
+from agents.lessons import LessonRules
 from agents.network_facts import (
     Decisions,
     NetworkRules,
@@ -117,6 +118,7 @@ def rules_of_settings(n: NetworkSettings) -> NetworkRules:
         retrain_every=timedelta(seconds=n.retrain_every_s) if n.retrain_every_s > 0 else None,
         keep_facts=max(timedelta(seconds=2 * n.drift_window_s), timedelta(hours=1)),
         watch=watch_policy(n),
+        lessons=LessonRules(min_pairs=n.lesson_min_pairs),
     )
 
 
@@ -184,7 +186,7 @@ async def on_fact(rt: Runtime, agg: Aggregator, record: Record) -> None:
 async def _execute(
     rt: Runtime, agg: Aggregator, state: NetworkState, decisions: Decisions, fact: Any
 ) -> NetworkState:
-    """Apply the decisions in a fixed order: anomalies (each before its alert),
+    """Apply the decisions in a fixed order: anomalies (each before its alert), lessons,
     diagnoses, conclusions, meta-guardian."""
     for event in decisions.anomalies:
         if isinstance(event, AnomalyDetected):
@@ -198,6 +200,11 @@ async def _execute(
                 event.kind,
             )
         await rt.emit(event)
+    for lesson in decisions.lessons:
+        _log.warning(
+            "lesson learned for %s tasks: %s (%s)", lesson.scope, lesson.text, lesson.reason
+        )
+        await rt.emit(lesson)
     for diagnosis in decisions.diagnoses:
         await network.emit_diagnosis(rt, diagnosis)
     for result in decisions.concluded:

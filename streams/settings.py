@@ -231,6 +231,8 @@ class NetworkSettings(BaseSettings):
     """Windows per cycle of a seasonal baseline (288: a day of 5-minute windows); 0: none."""
     anomaly_z: float = Field(default=4.0, gt=0)
     anomaly_persistence: int = Field(default=3, ge=1)
+    lesson_min_pairs: int = Field(default=5, ge=1)
+    """Failed-then-passed answers of one scope and failure class that make a lesson."""
     load_report_s: float = Field(default=10.0, gt=0)
     """Every worker reports its load to the system optimizer this often."""
     optimizer_sustain: int = Field(default=3, ge=1)

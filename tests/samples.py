@@ -32,6 +32,7 @@ _PER_RECORD: dict[tuple[str, str], Any] = {
     ("AnomalyDetected", "kind"): "drift",
     ("BottleneckIdentified", "kind"): "model_slots",
     ("PerformanceCompared", "decision"): "keep",
+    ("LessonLearned", "state"): "kept",
 }
 
 

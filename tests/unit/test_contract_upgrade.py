@@ -95,9 +95,16 @@ def test_the_release_before_context_reads_a_request_with_context_without_it() ->
 
 ADDED = {
     "RequestSubmitted": ("constraints", "max_tokens", "temperature", "response_format", "context"),
-    "TaskAssigned": ("constraints",),
-    "SpecialistAnswered": ("constraints",),
-    "NetworkFactRecorded": ("latency_ms", "tokens"),
+    "TaskAssigned": ("constraints", "reasked_for"),
+    "SpecialistAnswered": ("constraints", "task_class", "reasked_for"),
+    "NetworkFactRecorded": (
+        "latency_ms",
+        "tokens",
+        "subtask",
+        "task_class",
+        "answer_format",
+        "reasked_for",
+    ),
 }
 """The fields added since ``PREVIOUS``, per record."""
 

@@ -98,6 +98,16 @@ def failed_rules(p: ImprovementProposed, rules: SafetyRules = RULES_ALL_KEYS) ->
             proposal("routing.weights", {"a": 0.9}, kind="routing_weight"),
             ["step_bounded"],
         ),
+        (proposal("specialist.lessons", {"json": ["Only the object."]}, kind="lesson"), []),
+        (
+            proposal("specialist.lessons", {"json": ["One.", "Two."]}, kind="lesson"),
+            ["step_bounded"],
+        ),
+        (proposal("specialist.lessons", {"json": ["x" * 301]}, kind="lesson"), ["step_bounded"]),
+        (
+            proposal("specialist.lessons", {"json": ["Only the object."]}, kind="prompt"),
+            ["kind_matches_key"],
+        ),
         (proposal("specialist.system_prompt", "x" * 700, kind="prompt"), ["step_bounded"]),
         # safety switches and weights
         (proposal("guardian.pii_check", False, kind="model"), ["safety_checks_on"]),
