@@ -21,6 +21,7 @@ from streams.cli_config import add_config_commands
 from streams.cli_errors import read_prompt, run_reporting
 from streams.cli_eval import add_eval_command
 from streams.cli_gateway import add_gateway_commands
+from streams.cli_lessons import add_lessons_command
 from streams.cli_optimizer import add_optimizer_command
 from streams.cli_replay import add_replay_commands
 from streams.settings import AppSettings
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_gateway_commands(sub)
     add_anomalies_command(sub)
     add_optimizer_command(sub)
+    add_lessons_command(sub)
     _add_pipeline_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,0 +1,60 @@
+"""``guardian lessons``: every version of every lesson the knowledge synthesizer learned,
+and ``--verify``, which folds the network's facts again and compares the lessons it
+re-derives with those recorded (a lesson's kept or retired version follows from its
+experiment's conclusion, which ``guardian replay`` and the experiments topic cover)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from agents.network_facts import refold
+from schemas import topics
+from schemas.network_events import LessonLearned, NetworkFactRecorded
+from streams.cli_anomalies import EXIT_DIVERGED, diverging, read_all
+from streams.network_facts import rules_of_settings
+from streams.settings import AppSettings
+
+
+def add_lessons_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("lessons", help="list the lessons learned, kept and retired")
+    cmd.add_argument(
+        "--verify",
+        action="store_true",
+        help="fold the network's facts again and compare the lessons learned with those recorded",
+    )
+    cmd.add_argument("--json", action="store_true", help="one lesson version per line, as JSON")
+    cmd.set_defaults(handler=_lessons)
+
+
+def _lessons(args: argparse.Namespace) -> int:
+    settings = AppSettings.load()
+    recorded = asyncio.run(read_all(settings, topics.LESSONS, LessonLearned))
+    if not args.verify:
+        for lesson in sorted(recorded, key=lambda v: (v.occurred_at, v.version)):
+            print(lesson.model_dump_json() if args.json else describe(lesson))
+        if not recorded:
+            print("no lesson learned")
+        return 0
+    facts = asyncio.run(read_all(settings, topics.NETWORK_FACTS, NetworkFactRecorded))
+    rules = rules_of_settings(settings.network)
+    again = [e for e in refold(facts, rules) if isinstance(e, LessonLearned)]
+    learned = [v for v in recorded if v.state == "learned"]
+    differ = diverging(again, learned)
+    for line in differ:
+        print(json.dumps(line))
+    print(
+        f"re-derived {len(again)} lessons from {len(facts)} facts, {len(learned)} recorded, "
+        f"{len(differ)} differ (the facts topic keeps a day: a longer history cannot be "
+        "folded again from its start)"
+    )
+    return EXIT_DIVERGED if differ else 0
+
+
+def describe(lesson: LessonLearned) -> str:
+    at = lesson.occurred_at.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{at}  {lesson.lesson_id[:12]} v{lesson.version} {lesson.state:<8} "
+        f"[{lesson.scope}/{lesson.failure_class}] {lesson.text} ({lesson.reason})"
+    )
