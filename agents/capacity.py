@@ -44,11 +44,11 @@ from pydantic import BaseModel, ConfigDict
 
 from agents.config_values import encode
 from agents.ids import stable_id
-from agents.optimizer import ProposalKind
 from schemas.network_events import (
     BottleneckIdentified,
     ImprovementProposed,
     PerformanceCompared,
+    ProposalKind,
     WorkerLoadReported,
 )
 

@@ -11,25 +11,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from agents.config import PipelineConfig
 from agents.config_values import PROMPT_KEY, encode, value_of
 from agents.ids import stable_id
-from schemas.network_events import FailureDiagnosed, ImprovementProposed
+from schemas.network_events import FailureDiagnosed, ImprovementProposed, ProposalKind
 
-ProposalKind = Literal[
-    "prompt",
-    "temperature",
-    "model",
-    "max_tokens",
-    "routing_weight",
-    "threshold",
-    "concurrency",
-    "lane_guard",
-    "max_rounds",
-    "lesson",
-]
 TEMPERATURE_KEY = "specialist.temperature"
 MAX_TOKENS_KEY = "specialist.max_tokens"
 MAX_TOKENS_KIND: ProposalKind = "max_tokens"

@@ -25,21 +25,25 @@ class FailureDiagnosed(Event):
     summary: str = ""
 
 
+ProposalKind = Literal[
+    "prompt",
+    "temperature",
+    "model",
+    "max_tokens",
+    "routing_weight",
+    "threshold",
+    "concurrency",
+    "lane_guard",
+    "max_rounds",
+    "lesson",
+]
+
+
 class ImprovementProposed(Event):
     proposal_id: str
     diagnosis_id: str | None = None
-    kind: Literal[
-        "prompt",
-        "temperature",
-        "model",
-        "max_tokens",
-        "routing_weight",
-        "threshold",
-        "concurrency",
-        "lane_guard",
-        "max_rounds",
-        "lesson",
-    ]
+    """The diagnosis, bottleneck or lesson it answers, if any."""
+    kind: ProposalKind
     key: str
     current_value: str
     proposed_value: str

@@ -48,15 +48,7 @@ def _anomalies(args: argparse.Namespace) -> int:
         for e in refold(facts, rules_of_settings(settings.network))
         if isinstance(e, AnomalyDetected)
     ]
-    differ = diverging(again, recorded)
-    for line in differ:
-        print(json.dumps(line))
-    print(
-        f"re-derived {len(again)} anomalies from {len(facts)} facts, {len(recorded)} recorded, "
-        f"{len(differ)} differ (the facts topic keeps a day: a longer history cannot be "
-        "folded again from its start)"
-    )
-    return EXIT_DIVERGED if differ else 0
+    return report_refold(again, recorded, f"{len(facts)} facts", "the facts topic keeps a day")
 
 
 def describe(a: AnomalyDetected) -> str:
@@ -65,6 +57,22 @@ def describe(a: AnomalyDetected) -> str:
         f"{at}  {a.state:<8} {a.metric} of {a.subject}: {a.observed:.4g} against "
         f"{a.baseline:.4g} ({a.kind}, score {a.score:+.1f}, {a.samples} verdicts)"
     )
+
+
+def report_refold(
+    again: Sequence[Event], recorded: Sequence[Event], inputs: str, horizon: str
+) -> int:
+    """Print every difference between what a refold re-derived and what was recorded
+    (a JSON line each), then a summary; the exit code (``EXIT_DIVERGED`` on any)."""
+    differ = diverging(again, recorded)
+    for line in differ:
+        print(json.dumps(line))
+    print(
+        f"re-derived {len(again)} decisions from {inputs}, {len(recorded)} recorded, "
+        f"{len(differ)} differ ({horizon}: a longer history cannot be folded again "
+        "from its start)"
+    )
+    return EXIT_DIVERGED if differ else 0
 
 
 def diverging(again: Sequence[Event], recorded: Sequence[Event]) -> list[dict[str, object]]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 from agents.network_facts import refold
 from schemas import topics
 from schemas.network_events import LessonLearned, NetworkFactRecorded
-from streams.cli_anomalies import EXIT_DIVERGED, diverging, read_all
+from streams.cli_anomalies import read_all, report_refold
 from streams.network_facts import rules_of_settings
 from streams.settings import AppSettings
 
@@ -41,15 +40,7 @@ def _lessons(args: argparse.Namespace) -> int:
     rules = rules_of_settings(settings.network)
     again = [e for e in refold(facts, rules) if isinstance(e, LessonLearned)]
     learned = [v for v in recorded if v.state == "learned"]
-    differ = diverging(again, learned)
-    for line in differ:
-        print(json.dumps(line))
-    print(
-        f"re-derived {len(again)} lessons from {len(facts)} facts, {len(learned)} recorded, "
-        f"{len(differ)} differ (the facts topic keeps a day: a longer history cannot be "
-        "folded again from its start)"
-    )
-    return EXIT_DIVERGED if differ else 0
+    return report_refold(again, learned, f"{len(facts)} facts", "the facts topic keeps a day")
 
 
 def describe(lesson: LessonLearned) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 from agents.capacity import PROPOSER, refold
 from schemas import topics
@@ -18,7 +17,7 @@ from schemas.network_events import (
     WorkerLoadReported,
 )
 from streams.capacity import rules_of_settings
-from streams.cli_anomalies import EXIT_DIVERGED, diverging, read_all
+from streams.cli_anomalies import read_all, report_refold
 from streams.settings import AppSettings
 
 Decision = BottleneckIdentified | ImprovementProposed | PerformanceCompared
@@ -50,15 +49,9 @@ def _optimizer(args: argparse.Namespace) -> int:
         return 0
     reports = asyncio.run(read_all(settings, topics.WORKER_LOAD, WorkerLoadReported))
     again = refold(reports, rules_of_settings(settings.network))
-    differ = diverging(again, recorded)
-    for line in differ:
-        print(json.dumps(line))
-    print(
-        f"re-derived {len(again)} decisions from {len(reports)} load reports, "
-        f"{len(recorded)} recorded, {len(differ)} differ (the reports topic keeps a day: "
-        "a longer history cannot be folded again from its start)"
+    return report_refold(
+        again, recorded, f"{len(reports)} load reports", "the reports topic keeps a day"
     )
-    return EXIT_DIVERGED if differ else 0
 
 
 async def _recorded(settings: AppSettings) -> list[Decision]:

@@ -119,11 +119,20 @@ class Pipeline:
     def start_fixed_answer_worker(self, answer: str, **extra: str) -> subprocess.Popen[bytes]:
         """A worker whose model always gives ``answer``, scored by the cheap hashing
         embedder without PII checks: the score depends on the words alone."""
-        path = self.tmp / f"fixed-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps({"default": {"answer": answer}}))
+        return self.start_scripted_worker({"default": {"answer": answer}}, **extra)
+
+    def start_scripted_worker(
+        self, script: dict[str, Any] | Path, **extra: str
+    ) -> subprocess.Popen[bytes]:
+        """A worker whose model follows ``script`` (a dict is written to a file first),
+        scored by the cheap hashing embedder without PII checks."""
+        if isinstance(script, dict):
+            path = self.tmp / f"script-{uuid.uuid4().hex[:6]}.json"
+            path.write_text(json.dumps(script))
+            script = path
         return self.start_worker(
             GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(path),
+            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
             GUARDIAN_GUARD_EMBEDDER="hashing",
             GUARDIAN_GUARD_PII_CHECK="false",
             **extra,

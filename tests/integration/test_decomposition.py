@@ -59,13 +59,7 @@ async def test_a_complex_request_fans_out_and_a_guarded_synthesis_answers(
         )
     )
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
-            GUARDIAN_REFINE_MAX_ROUNDS="2",
-        )
+        p.start_scripted_worker(script, GUARDIAN_REFINE_MAX_ROUNDS="2")
         await wait_ready(p)
         async with GuardianClient(p.kafka) as client:
             response = await client.ask(PROMPT, timeout_s=120)

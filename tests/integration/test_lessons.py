@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,7 @@ SUMMARY = json.dumps(
 )
 
 
-def _script() -> dict[str, object]:
+def _script() -> dict[str, Any]:
     entries = {
         f"p1-{n}": [
             {"answer": f"Here is the JSON you asked for: {_json(n)}"},
@@ -102,17 +103,9 @@ async def _phase_two(client: GuardianClient, sent: list[str]) -> None:
 async def test_a_lesson_from_one_specialist_raises_another_specialists_first_round_pass_rate(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps(_script()))
     sent: list[str] = []
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
-            **NETWORK,
-        )
+        p.start_scripted_worker(_script(), **NETWORK)
         await wait_ready(p)
         async with GuardianClient(p.kafka) as client:
             for n in range(PAIRS + 1):

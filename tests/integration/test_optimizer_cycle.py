@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from pathlib import Path
 
 import pytest
@@ -55,16 +54,11 @@ async def _load(client: GuardianClient, sent: list[str]) -> None:
 async def test_a_starved_slot_pool_is_found_relieved_and_kept(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    script = tmp_path / "slow-model.json"
     answer = "The capital is the city where the national government of the country sits."
-    script.write_text(json.dumps({"default": {"answer": answer, "latency_ms": 100}}))
     sent: list[str] = []
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_GUARD_EMBEDDER="hashing",
-            GUARDIAN_GUARD_PII_CHECK="false",
+        p.start_scripted_worker(
+            {"default": {"answer": answer, "latency_ms": 100}},
             GUARDIAN_WORKER_SPECIALIST_CONCURRENCY="1",
             **{f"GUARDIAN_NETWORK_{k.upper()}": str(v) for k, v in OPTIMIZER.items()},
         )
