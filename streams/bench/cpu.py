@@ -21,15 +21,33 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (all cores; idle and
+    I/O wait left out), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICKS
+
+
 class CpuMeter:
     """Differences of CPU seconds per named process between ``start`` and ``stop``."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self._pids = pids
         self._start: dict[str, float] = {}
+        self._machine = (0.0, 0.0)
 
     def start(self) -> None:
         self._start = {n: s for n, p in self._pids.items() if (s := cpu_seconds(p)) is not None}
+        self._machine = (machine_busy_seconds(), time.monotonic())
+
+    def others(self, used: dict[str, float]) -> float:
+        """Cores the rest of the machine used since ``start`` (every process but the
+        metered ones): on a shared machine, what the step's numbers were measured beside."""
+        busy, started = self._machine
+        wall = time.monotonic() - started
+        if wall <= 0:
+            return 0.0
+        return round(max(0.0, machine_busy_seconds() - busy - sum(used.values())) / wall, 3)
 
     def stop(self) -> dict[str, float]:
         used = {}

@@ -72,7 +72,7 @@ async def measure_step(
     )
     used = meter.stop()
     report = result.as_dict() | _cpu_report(used, meters, result) | _schedule(result)
-    return report | {"settle_s": settled}
+    return report | {"settle_s": settled, "other_cores": meter.others(used)}
 
 
 def _cpu_report(used: dict[str, float], meters: Meters, result: RunResult) -> dict[str, Any]:
@@ -178,7 +178,20 @@ def brief(step: dict[str, Any]) -> str:
         f"growth {_ms(step['latency_growth_ms'])}, "
         f"cpu {_ms(cpu)}/req, broker {_ms(broker_cpu)}/req"
         + ("" if step["generator_kept_schedule"] else ", generator behind schedule")
+        + _busy_machine(step.get("other_cores"))
     )
+
+
+BUSY_MACHINE_CORES = 0.2
+"""Cores other processes may use during a step before its line says so: on two shared
+cores, a few tenths of a core elsewhere move the pipeline's sustainable rate by tens of
+percent (docs/benchmarks.md)."""
+
+
+def _busy_machine(cores: float | None) -> str:
+    if cores is None or cores < BUSY_MACHINE_CORES:
+        return ""
+    return f", machine busy: other processes used {cores:.2f} cores"
 
 
 def _ms(value: float | None) -> str:

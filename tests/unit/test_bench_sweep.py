@@ -3,11 +3,14 @@ driven by step results (a system of known capacity stands in for the load)."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
 
-from streams.bench.sweep import Plan, find_sustainable, kept_up, latency_runs
+from streams.bench.cpu import CpuMeter, machine_busy_seconds
+from streams.bench.sweep import Plan, brief, find_sustainable, kept_up, latency_runs
 
 PLAN = Plan(grid=(100, 200, 400), cap=20_000, tolerance=0.05, max_probes=12)
 
@@ -100,3 +103,22 @@ async def test_latency_runs_name_the_worst_run() -> None:
     assert runs["latency_rate"] == 100
     assert [r["latency_ms"]["p99"] for r in runs["runs"]] == [30, 90, 60]
     assert runs["worst_run"] == 1
+
+
+def test_a_step_line_says_when_other_processes_kept_the_machine_busy() -> None:
+    assert "machine busy" not in brief(step(100))
+    assert "machine busy" not in brief(step(100) | {"other_cores": 0.05})
+    line = brief(step(100) | {"other_cores": 0.74})
+    assert line.endswith("machine busy: other processes used 0.74 cores")
+
+
+def test_the_cpu_meter_counts_what_other_processes_used() -> None:
+    assert machine_busy_seconds() > 0
+    meter = CpuMeter({"me": os.getpid()})
+    meter.start()
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # this process busy: none of it counts as another's
+        pass
+    used = meter.stop()
+    assert used["me"] > 0
+    assert 0.0 <= meter.others(used) < 2.0
