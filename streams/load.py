@@ -2,8 +2,8 @@
 
 A report is the difference of the worker's own Prometheus series between two ticks
 (stage times, slot waits per lane, model calls per deployment, responses), plus what is
-true at the tick (consumer lag, slots, breakers, the tuned keys' live values). Nothing
-is counted twice on the hot path: the series are there already.
+true at the tick (the backlog per topic, slots, breakers, the tuned keys' live values).
+Nothing is counted twice on the hot path: the series are there already.
 """
 
 from __future__ import annotations
