@@ -166,6 +166,9 @@ class Decisions:
     compared: list[PerformanceCompared] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     """Proposals never applied within the timeout."""
+    recommended_workers: int | None = None
+    """At an evaluation, the workers the load needs now (the live workers when nothing
+    asks for more)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def step(
     recent = (*state.recent, snap)[-(rules.sustain + 1) :]
     state = state.model_copy(update={"last_eval": now, "recent": recent})
     findings = find(snap, previous, rules)
+    decisions.recommended_workers = max([snap.workers, *(f.recommended_workers for f in findings)])
     state = _track(state, findings, snap, rules, decisions)
     state = _test(state, snap, findings, rules, decisions)
     return _propose(state, snap, findings, rules, decisions), decisions

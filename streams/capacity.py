@@ -99,9 +99,10 @@ async def on_report(rt: Runtime, opt: Optimizer, record: Record) -> None:
 async def _execute(rt: Runtime, decisions: Decisions) -> None:
     """Bottlenecks, then proposals (the safety monitor reviews them), then results, each
     rollback published before its result."""
+    if decisions.recommended_workers is not None:
+        rt.metrics.recommended_workers.set(decisions.recommended_workers)
     for b in decisions.bottlenecks:
         _log.warning("bottleneck %s (%s): %s", b.kind, b.subject, b.summary)
-        rt.metrics.recommended_workers.set(b.recommended_workers)
         await rt.emit(b)
     for p in decisions.proposals:
         _log.warning("proposal %s: %s=%s (%s)", p.proposal_id, p.key, p.proposed_value, p.rationale)

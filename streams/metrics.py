@@ -148,7 +148,8 @@ class Metrics:
         )
         self.recommended_workers = Gauge(
             "guardian_recommended_workers",
-            "Workers the system optimizer's last bottleneck needs (on the worker that runs it).",
+            "Workers the load needs, as the system optimizer saw it at its last evaluation "
+            "(on the worker that runs it).",
             registry=r,
         )
         self._table_metrics(r)

@@ -177,6 +177,11 @@ def test_a_proposal_never_applied_is_given_up_and_not_proposed_again() -> None:
 
 def test_at_the_ceiling_only_a_worker_count_is_recommended() -> None:
     _, ds = fold([saturated(n, slots=16) for n in range(4)])
+    assert ds[0].recommended_workers == ds[-1].recommended_workers
+    assert ds[0].recommended_workers is not None
+    assert ds[0].recommended_workers > 1, "recommended from the first busy snapshot on"
+    _, quiet = fold([report(n) for n in range(2)])
+    assert [d.recommended_workers for d in quiet] == [1, 1], "no more than the live ones"
     [b] = [b for d in ds for b in d.bottlenecks]
     assert b.kind == "workers"
     assert 1 < b.recommended_workers <= 6
