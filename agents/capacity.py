@@ -279,8 +279,7 @@ def find(snap: Snapshot, previous: Snapshot | None, rules: CapacityRules) -> lis
     nothing is found: failing calls are the breaker's and the router's to handle."""
     if snap.workers == 0 or snap.open_breakers:
         return []
-    found = [f for check in _CHECKS if (f := check(snap, previous, rules)) is not None]
-    return found
+    return [f for check in _CHECKS if (f := check(snap, previous, rules)) is not None]
 
 
 def _slow_deployment(
@@ -327,29 +326,21 @@ def _model_slots(snap: Snapshot, previous: Snapshot | None, rules: CapacityRules
         max(snap.workers, math.ceil(snap.workers * per_worker / max(1, snap.ceiling))),
     )
     target = min(snap.ceiling, max(snap.slots + 1, math.ceil(snap.slots * min(2.0, demand))))
-    base = dict(
-        metric="tasks_per_s",
-        observed=snap.granted_rate,
-        limit=snap.busy,
-        higher_is_better=True,
-        recommended_workers=workers,
-    )
+    kind: Kind
     if snap.slots >= snap.ceiling:
+        kind, change = "workers", None
         why = (
             f"every worker's {snap.slots} slots are at its ceiling and busy "
             f"({snap.busy:.0%}) with {snap.task_lag} tasks waiting: {workers} workers needed"
         )
-        return Finding("workers", "cluster", change=None, why=why, **base)  # type: ignore[arg-type]
-    why = (
-        f"slots busy {snap.busy:.0%} with {snap.task_lag} tasks waiting "
-        f"(growing {growth:.1f}/s): {snap.slots} -> {target} slots per worker"
-    )
+    else:
+        kind, change = "model_slots", (CONCURRENCY_KEY, encode(target))
+        why = (
+            f"slots busy {snap.busy:.0%} with {snap.task_lag} tasks waiting "
+            f"(growing {growth:.1f}/s): {snap.slots} -> {target} slots per worker"
+        )
     return Finding(
-        "model_slots",
-        "cluster",
-        change=(CONCURRENCY_KEY, encode(target)),
-        why=why,
-        **base,  # type: ignore[arg-type]
+        kind, "cluster", "tasks_per_s", snap.granted_rate, snap.busy, True, change, why, workers
     )
 
 

@@ -142,6 +142,26 @@ def apply_change(config: PipelineConfig, key: str, json_value: str) -> PipelineC
     return new
 
 
+def holds(config: PipelineConfig, key: str, json_value: str) -> bool:
+    """Whether ``key``'s live value is the one ``json_value`` encodes (as values, not as
+    text; a bool is not taken for a number)."""
+    try:
+        claimed = decode(key, json_value)
+    except ConfigValueError:
+        return False
+    live = value_of(config, key)
+    return bool(claimed == live) and isinstance(claimed, bool) == isinstance(live, bool)
+
+
+def changed_from(
+    config: PipelineConfig, key: str, expected: str, new: str
+) -> PipelineConfig | None:
+    """``config`` with ``key`` set to ``new`` when it still holds ``expected``; None when
+    someone changed it since (a change derived from an old value must not overwrite a
+    newer one)."""
+    return apply_change(config, key, new) if holds(config, key, expected) else None
+
+
 def _bump_prompt_version(old: PipelineConfig, new: PipelineConfig) -> PipelineConfig:
     base = old.specialist.prompt_version.split("+", 1)[0]
     version = f"{base}+{stable_id(new.specialist.system_prompt)[:8]}"

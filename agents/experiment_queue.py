@@ -19,12 +19,14 @@ tested before/after by the system optimizer (``agents.capacity``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from agents import experiment_plan
 from agents.capacity import TRIAL_KINDS
 from agents.config import PipelineConfig
-from agents.config_values import ConfigValueError, decode, value_of
+from agents.config_values import holds
+from agents.ids import stable_id
 from schemas.network_events import ExperimentConcluded, ImprovementProposed, ProposalReviewed
 
 PRIORITY = {
@@ -56,7 +58,9 @@ def waiting(
     for p in proposals:
         if p.proposal_id in seen or p.proposal_id not in approved or p.proposal_id in done:
             continue
-        if p.kind in TRIAL_KINDS or now - p.occurred_at > max_age or not _live(p, config):
+        if p.kind in TRIAL_KINDS or now - p.occurred_at > max_age:
+            continue
+        if not holds(config, p.key, p.current_value):
             continue
         seen[p.proposal_id] = p
     return sorted(seen.values(), key=lambda p: (_rank(p), p.occurred_at, p.proposal_id))
@@ -66,9 +70,25 @@ def _rank(p: ImprovementProposed) -> int:
     return PRIORITY.get(p.kind, PRIORITY["lesson"])
 
 
-def _live(p: ImprovementProposed, config: PipelineConfig) -> bool:
-    """Whether the proposal still starts from the live value of its key."""
-    try:
-        return bool(decode(p.key, p.current_value) == value_of(config, p.key))
-    except ConfigValueError:
-        return False
+def next_experiment(
+    config: PipelineConfig,
+    queued: Sequence[ImprovementProposed],
+    *,
+    finished: str = "",
+    share: float,
+    min_samples: int,
+    alpha: float,
+) -> PipelineConfig | None:
+    """``config`` with the experiment of the queue's head running (``queued`` as
+    ``waiting`` orders it on this very config), or None when one runs already or none
+    waits. ``finished`` names a proposal whose experiment just concluded, whose
+    conclusion may not be on its topic yet."""
+    if experiment_plan.running(config):
+        return None
+    head = next((p for p in queued if p.proposal_id != finished), None)
+    if head is None:
+        return None
+    experiment_id = stable_id(head.proposal_id, "experiment")
+    return experiment_plan.start(
+        config, head, experiment_id, share=share, min_samples=min_samples, alpha=alpha
+    )

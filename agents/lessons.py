@@ -182,6 +182,22 @@ def propose(lesson: LessonLearned, config: PipelineConfig) -> ImprovementPropose
     )
 
 
+def to_settle(
+    result: ExperimentConcluded,
+    proposals: Sequence[ImprovementProposed],
+    versions: Sequence[LessonLearned],
+) -> LessonLearned | None:
+    """The lesson ``result`` concludes the test of, at its latest version, while it is
+    still only learned (None: not a lesson's test, the lesson unknown, or settled
+    already by a redelivered conclusion)."""
+    proposal = next((p for p in proposals if p.proposal_id == result.proposal_id), None)
+    if proposal is None or proposal.kind != "lesson":
+        return None
+    mine = [v for v in versions if v.lesson_id == proposal.diagnosis_id]
+    latest = max(mine, key=lambda v: v.version, default=None)
+    return latest if latest is not None and latest.state == "learned" else None
+
+
 def settled(lesson: LessonLearned, result: ExperimentConcluded) -> LessonLearned:
     """The lesson's next version once its experiment concluded: kept when promoted,
     retired otherwise."""

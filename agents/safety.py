@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agents.config import GuardianPolicy, PipelineConfig
-from agents.config_values import KEYS, ConfigValueError, apply_change, decode, value_of
+from agents.config_values import (
+    KEYS,
+    ConfigValueError,
+    apply_change,
+    decode,
+    holds,
+    value_of,
+)
 from agents.ids import stable_id
 from schemas.network_events import ConfigChanged, ImprovementProposed, ProposalReviewed
 
@@ -140,15 +147,14 @@ def kind_matches_key(c: _Case) -> str | None:
 
 
 def current_value_is_live(c: _Case) -> str | None:
-    if c.proposal.key not in KEYS:
+    key = c.proposal.key
+    if key not in KEYS or holds(c.config, key, c.proposal.current_value):
         return None
     try:
-        claimed = decode(c.proposal.key, c.proposal.current_value)
+        claimed = decode(key, c.proposal.current_value)
     except ConfigValueError as exc:
         return str(exc)
-    live = value_of(c.config, c.proposal.key)
-    if claimed == live and isinstance(claimed, bool) == isinstance(live, bool):
-        return None
+    live = value_of(c.config, key)
     return f"stale: the proposal starts from {claimed!r}, the live value is {live!r}"
 
 

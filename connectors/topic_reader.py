@@ -11,9 +11,13 @@ from aiokafka.errors import KafkaError
 
 from connectors import kafka_connect
 from connectors.kafka import KafkaSettings
+from schemas.codec import Codec
+from schemas.envelope import Event
 from schemas.errors import DecodeError
+from schemas.topics import TopicSpec, qualified
 
 E = TypeVar("E")
+R = TypeVar("R", bound=Event)
 
 
 async def partitions_of(settings: KafkaSettings, topic: str) -> list[int]:
@@ -87,6 +91,15 @@ async def read_decoded(
         except DecodeError:
             continue
     return found
+
+
+async def read_records(
+    settings: KafkaSettings, spec: TopicSpec, model: type[R], codec: Codec
+) -> list[R]:
+    """Every record of ``spec``'s topic (under the settings' namespace) as ``model``;
+    one that does not decode is skipped."""
+    topic = qualified(spec, settings.topic_namespace)
+    return await read_decoded(settings, topic, lambda value: codec.decode(value, model))
 
 
 async def read_to_end(settings: KafkaSettings, topic: str) -> list[bytes]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from agents.alerts import AlertBook, evaluate, restore
 from connectors.alert_sinks import DedupingSinks, build_sinks
-from connectors.topic_reader import read_decoded
+from connectors.topic_reader import read_records
 from schemas import topics
 from schemas.network_events import AlertRaised, SpecialistHealth
 from streams import background
@@ -55,10 +55,7 @@ def register(rt: Runtime) -> None:
 
 
 async def _restore(rt: Runtime, state: AlertState) -> None:
-    name = topics.qualified(topics.ALERTS, rt.settings.kafka.topic_namespace)
-    alerts = await read_decoded(
-        rt.settings.kafka, name, lambda value: rt.codec.decode(value, AlertRaised)
-    )
+    alerts = await read_records(rt.settings.kafka, topics.ALERTS, AlertRaised, rt.codec)
     state.book = restore(state.book, alerts)
     state.restored.set()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.capacity import CapacityRules, CapacityState, Decisions, step
 from agents.config import PipelineConfig
-from agents.config_values import apply_change, encode, value_of
+from agents.config_values import changed_from
 from schemas import topics
 from schemas.network_events import PerformanceCompared, WorkerLoadReported
 from schemas.topics import CAPACITY_TABLE
@@ -122,9 +122,7 @@ async def roll_back(rt: Runtime, result: PerformanceCompared) -> None:
     """The tested key back to its previous value, if it still holds the tested one."""
 
     def restore(config: PipelineConfig) -> PipelineConfig | None:
-        if encode(value_of(config, result.key)) != result.tested_value:
-            return None
-        return apply_change(config, result.key, result.previous_value)
+        return changed_from(config, result.key, result.tested_value, result.previous_value)
 
     reason = f"rollback of proposal {result.proposal_id}: {result.reason}"
     await experiments.publish(rt, restore, reason, changed_by="system-optimizer")

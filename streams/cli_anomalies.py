@@ -6,31 +6,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from agents.network_facts import refold
-from connectors.topic_reader import read_decoded
+from connectors.topic_reader import read_records
 from schemas import topics
 from schemas.codec import Codec
 from schemas.envelope import Event
 from schemas.network_events import AnomalyDetected, NetworkFactRecorded
-from schemas.topics import TopicSpec, qualified
+from schemas.topics import TopicSpec
 from streams.network_facts import rules_of_settings
 from streams.settings import AppSettings
 
 EXIT_DIVERGED = 2
 
 
+def add_listing_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    lists: str,
+    verify: str,
+    one: str,
+) -> None:
+    """A command of the network that lists what it ``lists``; ``--verify`` does
+    ``verify``; ``--json`` prints ``one`` per line as JSON."""
+    cmd = sub.add_parser(name, help=f"list {lists}")
+    cmd.add_argument("--verify", action="store_true", help=verify)
+    cmd.add_argument("--json", action="store_true", help=f"one {one} per line, as JSON")
+    cmd.set_defaults(handler=handler)
+
+
 def add_anomalies_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("anomalies", help="list the anomaly detector's findings")
-    cmd.add_argument(
-        "--verify",
-        action="store_true",
-        help="fold the network's facts again and compare the anomalies with those recorded",
+    add_listing_command(
+        sub,
+        "anomalies",
+        _anomalies,
+        lists="the anomaly detector's findings",
+        verify="fold the network's facts again and compare the anomalies with those recorded",
+        one="anomaly",
     )
-    cmd.add_argument("--json", action="store_true", help="one anomaly per line, as JSON")
-    cmd.set_defaults(handler=_anomalies)
 
 
 def _anomalies(args: argparse.Namespace) -> int:
@@ -97,6 +114,4 @@ E = TypeVar("E", bound=Event)
 
 
 async def read_all(settings: AppSettings, spec: TopicSpec, model: type[E]) -> list[E]:
-    codec = Codec()
-    topic = qualified(spec, settings.kafka.topic_namespace)
-    return await read_decoded(settings.kafka, topic, lambda value: codec.decode(value, model))
+    return await read_records(settings.kafka, spec, model, Codec())

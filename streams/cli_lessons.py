@@ -11,20 +11,20 @@ import asyncio
 from agents.network_facts import refold
 from schemas import topics
 from schemas.network_events import LessonLearned, NetworkFactRecorded
-from streams.cli_anomalies import read_all, report_refold
+from streams.cli_anomalies import add_listing_command, read_all, report_refold
 from streams.network_facts import rules_of_settings
 from streams.settings import AppSettings
 
 
 def add_lessons_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("lessons", help="list the lessons learned, kept and retired")
-    cmd.add_argument(
-        "--verify",
-        action="store_true",
-        help="fold the network's facts again and compare the lessons learned with those recorded",
+    add_listing_command(
+        sub,
+        "lessons",
+        _lessons,
+        lists="the lessons learned, kept and retired",
+        verify="fold the network's facts again and compare the lessons learned with those recorded",
+        one="lesson version",
     )
-    cmd.add_argument("--json", action="store_true", help="one lesson version per line, as JSON")
-    cmd.set_defaults(handler=_lessons)
 
 
 def _lessons(args: argparse.Namespace) -> int:

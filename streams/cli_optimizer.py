@@ -17,23 +17,21 @@ from schemas.network_events import (
     WorkerLoadReported,
 )
 from streams.capacity import rules_of_settings
-from streams.cli_anomalies import read_all, report_refold
+from streams.cli_anomalies import add_listing_command, read_all, report_refold
 from streams.settings import AppSettings
 
 Decision = BottleneckIdentified | ImprovementProposed | PerformanceCompared
 
 
 def add_optimizer_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser(
-        "optimizer", help="list the system optimizer's bottlenecks, proposals and tests"
+    add_listing_command(
+        sub,
+        "optimizer",
+        _optimizer,
+        lists="the system optimizer's bottlenecks, proposals and tests",
+        verify="fold the workers' load reports again and compare with the decisions recorded",
+        one="decision",
     )
-    cmd.add_argument(
-        "--verify",
-        action="store_true",
-        help="fold the workers' load reports again and compare with the decisions recorded",
-    )
-    cmd.add_argument("--json", action="store_true", help="one decision per line, as JSON")
-    cmd.set_defaults(handler=_optimizer)
 
 
 def _optimizer(args: argparse.Namespace) -> int:

@@ -10,24 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from agents import experiment_plan, experiment_queue
 from agents.capacity import TRIAL_KINDS
 from agents.config import PipelineConfig
-from agents.config_values import (
-    ConfigValueError,
-    apply_change,
-    config_changed,
-    config_of,
-    encode,
-    value_of,
-)
+from agents.config_values import ConfigValueError, changed_from, config_changed, config_of
 from agents.ids import stable_id
 from connectors.config_log import ConfigConflictError, publish_change
-from connectors.topic_reader import read_decoded
+from connectors.topic_reader import read_records
 from schemas import topics
-from schemas.envelope import Event
 from schemas.network_events import (
     ConfigChanged,
     ExperimentConcluded,
@@ -35,14 +26,12 @@ from schemas.network_events import (
     LessonLearned,
     ProposalReviewed,
 )
-from schemas.topics import qualified
 from streams import lessons
 from streams.live_config import first_version
 from streams.runtime import Runtime
 from streams.stage import Record, run
 
 _log = logging.getLogger(__name__)
-E = TypeVar("E", bound=Event)
 
 
 def register(rt: Runtime) -> None:
@@ -64,15 +53,12 @@ class Log:
 
 
 async def read_log(rt: Runtime) -> Log:
-    async def read(spec: topics.TopicSpec, record: type[E]) -> list[E]:
-        name = qualified(spec, rt.settings.kafka.topic_namespace)
-        return await read_decoded(rt.settings.kafka, name, lambda v: rt.codec.decode(v, record))
-
+    kafka, codec = rt.settings.kafka, rt.codec
     return Log(
-        await read(topics.PROPOSALS, ImprovementProposed),
-        await read(topics.REVIEWS, ProposalReviewed),
-        await read(topics.EXPERIMENTS, ExperimentConcluded),
-        await read(topics.LESSONS, LessonLearned),
+        await read_records(kafka, topics.PROPOSALS, ImprovementProposed, codec),
+        await read_records(kafka, topics.REVIEWS, ProposalReviewed, codec),
+        await read_records(kafka, topics.EXPERIMENTS, ExperimentConcluded, codec),
+        await read_records(kafka, topics.LESSONS, LessonLearned, codec),
     )
 
 
@@ -116,16 +102,10 @@ async def start_next(rt: Runtime, log: Log | None = None, finished: str = "") ->
     now = rt.clock()
 
     def start(config: PipelineConfig) -> PipelineConfig | None:
-        if experiment_plan.running(config):  # another writer started one first
-            return None
-        queued = experiment_queue.waiting(log.proposals, log.reviews, log.concluded, config, now)
-        head = next((p for p in queued if p.proposal_id != finished), None)
-        if head is None:
-            return None
-        return experiment_plan.start(
+        return experiment_queue.next_experiment(
             config,
-            head,
-            stable_id(head.proposal_id, "experiment"),
+            experiment_queue.waiting(log.proposals, log.reviews, log.concluded, config, now),
+            finished=finished,
             share=n.experiment_share,
             min_samples=n.experiment_min_samples,
             alpha=n.experiment_alpha,
@@ -143,9 +123,7 @@ async def apply_for_test(rt: Runtime, proposal: ImprovementProposed) -> None:
     still holds the value the proposal starts from."""
 
     def apply(config: PipelineConfig) -> PipelineConfig | None:
-        if encode(value_of(config, proposal.key)) != proposal.current_value:
-            return None
-        return apply_change(config, proposal.key, proposal.proposed_value)
+        return changed_from(config, proposal.key, proposal.current_value, proposal.proposed_value)
 
     reason = f"before/after test of proposal {proposal.proposal_id}: {proposal.rationale}"
     await publish(rt, apply, reason, changed_by=proposal.proposed_by)

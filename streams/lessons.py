@@ -39,20 +39,9 @@ async def settle(
     learned: list[LessonLearned],
 ) -> None:
     """The lesson's kept or retired version, when ``result`` concludes a lesson's test."""
-    proposal = next((p for p in proposals if p.proposal_id == result.proposal_id), None)
-    if proposal is None or proposal.kind != "lesson":
+    lesson = lessons.to_settle(result, proposals, learned)
+    if lesson is None:
         return
-    versions = [v for v in learned if v.lesson_id == proposal.diagnosis_id]
-    if not versions:
-        _log.error(
-            "lesson %s of proposal %s is not on the lessons topic",
-            proposal.diagnosis_id,
-            proposal.proposal_id,
-        )
-        return
-    latest = max(versions, key=lambda v: v.version)
-    if latest.state != "learned":
-        return  # settled already (a redelivered conclusion)
-    outcome = lessons.settled(latest, result)
+    outcome = lessons.settled(lesson, result)
     _log.warning("lesson %s %s: %s", outcome.lesson_id, outcome.state, outcome.reason)
     await rt.emit(outcome)

@@ -12,10 +12,9 @@ import math
 import os
 import socket
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -116,7 +115,7 @@ def build_report(
     answering: Answering,
     lag: dict[str, int],
     lane_topics: Iterable[tuple[str, str]],
-    breakers: dict[str, str],
+    breakers: Mapping[str, str],
     config: PipelineConfig,
     partitions: int,
 ) -> WorkerLoadReported:
@@ -206,7 +205,7 @@ async def report_load(
 ) -> WorkerLoadReported:
     now, current = rt.clock(), totals(rt.metrics.registry)
     lag = await monitor.record_backlog(rt)
-    breakers = _breakers(rt)
+    breakers = {h.deployment: h.breaker for h in rt.ports.llm.health()}
     report = build_report(
         worker=name,
         start=state.started,
@@ -222,10 +221,3 @@ async def report_load(
     await rt.emit(report)
     state.started, state.totals = now, current
     return report
-
-
-def _breakers(rt: Runtime) -> dict[str, str]:
-    health: Any = getattr(rt.ports.llm, "health", None)
-    if health is None:
-        return {}
-    return {h.deployment: h.breaker for h in health()}
