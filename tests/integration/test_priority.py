@@ -3,9 +3,10 @@ low-priority ones are served before most of it, also by a worker started after a
 
 The worker has one model-call slot and its model is a real OpenAI-compatible server on
 loopback that holds every answer until the test lets it go, so the backlog is built
-deterministically. Answers are let go either all at once or one per delivered response, so
-the order of the responses is the order of service, not a race between partitions
-downstream; what is asserted is that order, not wall time.
+deterministically. Answers are let go one per delivered response, so the order of the
+responses is the order of service, not a race between partitions downstream or between a
+free slot and a lane stage fetching its next task; what is asserted is that order, not wall
+time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from connectors.client import GuardianClient
 from schemas import topics
 from schemas.request_events import ResponseDelivered, TaskAssigned
 from tests.fake_model_service import completion
-from tests.integration.harness import Pipeline, covers, pipeline, read_until
+from tests.integration.harness import Pipeline, pipeline, read_until
 from tests.loopback import LoopbackServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -35,12 +36,11 @@ _TAG = re.compile(r"\b(low|high)-(\d+)\b")
 
 
 class GatedModel:
-    """Answers chat completions only once ``open()`` was called, or one call per
-    ``release()``; notes the tag of each prompt (``low-3``, ``high-0``) in the order the
-    calls arrive."""
+    """Answers chat completions one call per ``release()``; notes the tag of each prompt
+    (``low-3``, ``high-0``) in the order the calls arrive. A call whose caller went away
+    takes no release."""
 
     def __init__(self) -> None:
-        self.opened = False
         self.permits = 0
         self.changed = asyncio.Event()
         self.calls: list[str] = []
@@ -55,21 +55,25 @@ class GatedModel:
         found = _TAG.search(text)
         self.calls.append(found.group(0) if found else "other")
         self.arrived.set()
-        while not (self.opened or self.permits):
+        while True:
+            if _gone(request):  # its worker was killed: the call takes no permit
+                return web.Response(status=499)
+            if self.permits:
+                self.permits -= 1
+                break
             self.changed.clear()
             await self.changed.wait()
-        if not self.opened:
-            self.permits -= 1
         reply = completion("Its capital city is the largest city of that country.")
         return web.Response(body=reply.body, content_type="application/json")
-
-    def open(self) -> None:
-        self.opened = True
-        self.changed.set()
 
     def release(self) -> None:
         self.permits += 1
         self.changed.set()
+
+
+def _gone(request: web.Request) -> bool:
+    """The caller of ``request`` closed its connection."""
+    return request.transport is None or request.transport.is_closing()
 
 
 def one_answer_per_response(model: GatedModel, ids: set[str]) -> Callable[[list[Any]], bool]:
@@ -197,9 +201,12 @@ async def test_the_lanes_outlive_a_crashed_worker(kafka_bootstrap: str, tmp_path
                 start_worker(p, model, second_port := free_port())
                 await asyncio.wait_for(model.arrived.wait(), timeout=120)
                 await wait_saturated(p, second_port)
-                model.open()
                 responses = await read_until(
-                    p, topics.RESPONSES, ResponseDelivered, covers(lows | highs), timeout_s=120
+                    p,
+                    topics.RESPONSES,
+                    ResponseDelivered,
+                    one_answer_per_response(model, lows | highs),
+                    timeout_s=240,
                 )
     assert {r.request_id for r in responses} == lows | highs, "no request was lost"
     assert_highs_first(model.calls[before:])
