@@ -380,6 +380,16 @@ _COUNT = re.compile(
     + r"[\s-]+(?:([a-z]+)\s+)?(words?|sentences?|paragraphs?|bullet points?|bullets?)\b",
     re.IGNORECASE,
 )
+_RANGE = re.compile(
+    r"\b(between|from)?\s*"
+    + _NUM
+    + r"\s*(?:and|to|-|–)\s*"
+    + _NUM
+    + r"[\s-]+(?:([a-z]+)\s+)?(words?|sentences?|paragraphs?|bullet points?|bullets?)\b",
+    re.IGNORECASE,
+)
+"""A range of counts ("between 100 and 150 words", "3 to 5 sentences", "50-80 words"):
+its lower and its upper bound."""
 _NOT_A_LIMIT = re.compile(r"\b(?:the|these|those|of|which|what|no)\s*$", re.IGNORECASE)
 """A count after these words names things ("what do the two words mean", "no two
 consecutive words"), not a limit."""
@@ -474,11 +484,20 @@ _NO_COMMAS = re.compile(
 def stated_in(prompt: str) -> tuple[Constraint, ...]:
     """The common constraints a prompt states in plain English, in a stable order."""
     found: list[Constraint] = []
+    ranges = list(_RANGE.finditer(prompt))
+    for m in ranges:
+        if _n(m.group(2)) <= _n(m.group(3)) and _a_total(
+            prompt, m, stated=bool(m.group(1)), adjective=m.group(4)
+        ):
+            kind = _unit(m.group(5))
+            found.append(Constraint(kind=kind, relation="at_least", count=_n(m.group(2))))
+            found.append(Constraint(kind=kind, relation="at_most", count=_n(m.group(3))))
     for m in _COUNT.finditer(prompt):
-        if not _a_total(prompt, m):
+        if any(r.start() <= m.start() < r.end() for r in ranges):
+            continue  # the upper end of a range (an inverted one bounds nothing)
+        if not _a_total(prompt, m, stated=bool(m.group(1)), adjective=m.group(3)):
             continue
-        unit = m.group(4).lower().rstrip("s")
-        kind = _UNITS["bullet point" if unit.startswith("bullet point") else unit]
+        kind = _unit(m.group(4))
         relation, count = _bounded(m.group(1), _n(m.group(2)), kind)
         found.append(Constraint(kind=kind, relation=relation, count=count))
     for m in _KEYWORD_TIMES.finditer(prompt):
@@ -510,13 +529,20 @@ def stated_in(prompt: str) -> tuple[Constraint, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _a_total(prompt: str, m: re.Match[str]) -> bool:
-    """Whether a count the prompt states bounds the whole answer (precision over
-    recall: a wrong constraint makes refinement push the answer the wrong way)."""
+def _unit(word: str) -> Kind:
+    unit = word.lower().rstrip("s")
+    return _UNITS["bullet point" if unit.startswith("bullet point") else unit]
+
+
+def _a_total(prompt: str, m: re.Match[str], *, stated: bool, adjective: str | None) -> bool:
+    """Whether a count the prompt states (``m``; ``stated``: with a word saying how it
+    bounds, ``adjective``: the word between the number and the unit) bounds the whole
+    answer (precision over recall: a wrong constraint makes refinement push the answer
+    the wrong way)."""
     before = prompt[: m.start()]
-    if not m.group(1) and _NOT_A_LIMIT.search(before):
+    if not stated and _NOT_A_LIMIT.search(before):
         return False
-    if m.group(3) and m.group(3).lower() in _NOT_THE_ANSWER_S:
+    if adjective and adjective.lower() in _NOT_THE_ANSWER_S:
         return False
     clause = _CLAUSE_START.split(before)[-1]
     if _DISTRIBUTIVE.search(clause):

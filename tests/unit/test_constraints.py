@@ -94,6 +94,13 @@ def test_counts() -> None:
         ("Answer in all lowercase letters, without commas.", ["all lowercase", "no commas"]),
         ("Reply in all capital letters.", ["all uppercase"]),
         ("Write 3 paragraphs, each with 2 sentences.", ["exactly 3 paragraphs"]),
+        ("Write between 100 and 150 words on trains.", ["at least 100 words", "at most 150 words"]),
+        ("Answer in 3 to 5 sentences.", ["at least 3 sentences", "at most 5 sentences"]),
+        ("A 50-80 word summary, please.", ["at least 50 words", "at most 80 words"]),
+        (
+            "Use from two to four bullet points.",
+            ["at least 2 bullet points", "at most 4 bullet points"],
+        ),
         ("Summarise it in 2 sentences; each sentence needs 8 words.", ["exactly 2 sentences"]),
     ],
 )
@@ -121,6 +128,8 @@ def test_constraints_stated_in_plain_english_are_found(prompt: str, found: list[
         "Write a poem where each line has 5 words.",
         "Use at most 10 words per sentence.",
         "Begin with two words that rhyme.",
+        "Each paragraph should have between 3 and 5 sentences.",
+        "Write about 5 to 3 sentences.",
     ],
 )
 def test_a_prompt_stating_no_constraint_gets_none(prompt: str) -> None:
