@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams.eval.project_set import tasks as project_tasks
-from streams.eval.run import ARMS, EvalPlan, Task, recorded, run_eval, summary
+from streams.eval.run import ARMS, EvalPlan, Task, only, recorded, run_eval, summary
 from streams.settings import AppSettings
 
 
@@ -33,7 +33,14 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="the project's task set, or IFBench's test set (its verifiable prompts, scored "
         "by its official verifiers; needs `make eval-deps`)",
     )
-    ev.add_argument("--tasks", type=int, help="the first N tasks of the set")
+    ev.add_argument(
+        "--only",
+        choices=("declared", "stated"),
+        help="only the tasks whose constraints translate into client-declared ones (what "
+        "C+ sends), or only those where the constraint guardian finds a constraint stated "
+        "in the prompt",
+    )
+    ev.add_argument("--tasks", type=int, help="the first N tasks of the set (after --only)")
     ev.add_argument(
         "--max-tokens",
         type=int,
@@ -77,7 +84,10 @@ def _eval(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
         return 2
-    chosen = _tasks(args.task_set)
+    chosen = only(_tasks(args.task_set), args.only)
+    if not chosen:
+        print(f"no task of the {args.task_set} set is {args.only}")
+        return 2
     chosen = chosen[: args.tasks] if args.tasks else chosen
     out = args.out or Path(".run/eval") / time.strftime("%Y%m%d-%H%M%S")
     max_tokens = args.max_tokens or (512 if args.task_set == "ifbench" else None)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agents.constraints import stated_in
 from connectors.client import GuardianClient
 from connectors.errors import ResponseTimeoutError
 from schemas.request_events import Constraint, ResponseDelivered
@@ -119,6 +120,19 @@ class ArmResult:
 
 def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
+
+
+def only(tasks: Sequence[Task], which: str | None) -> list[Task]:
+    """The tasks ``which`` names: ``declared``, those whose constraints translate into
+    client-declared ones (what arm C+ sends); ``stated``, those where the constraint
+    guardian finds a constraint stated in the prompt; None, all of them."""
+    if which == "declared":
+        return [t for t in tasks if t.declared()]
+    if which == "stated":
+        return [t for t in tasks if stated_in(t.prompt)]
+    if which is None:
+        return list(tasks)
+    raise ValueError(f"no such subset {which!r}: choose declared or stated")
 
 
 def verify(task: Task, response: ResponseDelivered | None) -> bool:

@@ -1,11 +1,16 @@
-"""``guardian eval``'s record files: a run's arms read back give the same summary."""
+"""``guardian eval``'s record files (a run's arms read back give the same summary) and its
+subsets of a task set."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from streams.eval.run import ARMS, ArmResult, Outcome, _record, recorded, summary
+import pytest
+
+from schemas.request_events import Constraint
+from streams.eval.run import ARMS, ArmResult, Outcome, _record, only, recorded, summary
 
 
 def outcome(task: str, passed: bool, rounds: int = 1) -> Outcome:
@@ -33,3 +38,31 @@ def test_recorded_arms_give_the_run_s_summary_back(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "a" / "arm-a.jsonl").read_text().splitlines()[0])
     assert line["task_id"] == "t1"
     assert line["passed"] is True
+
+
+@dataclass(frozen=True)
+class _Task:
+    task_id: str
+    prompt: str
+    answer_format: str = "text"
+    constraints: tuple[Constraint, ...] = ()
+
+    def passes(self, answer: str) -> bool:
+        return bool(answer)
+
+    def declared(self) -> tuple[Constraint, ...]:
+        return self.constraints
+
+
+def test_a_subset_keeps_the_tasks_with_an_exact_signal() -> None:
+    cap = Constraint(kind="words", relation="at_most", count=50)
+    tasks = [
+        _Task("plain", "What is the capital of France?"),
+        _Task("stated", "Describe Paris in at most 50 words."),
+        _Task("declared", "Describe Paris.", constraints=(cap,)),
+    ]
+    assert [t.task_id for t in only(tasks, "stated")] == ["stated"]
+    assert [t.task_id for t in only(tasks, "declared")] == ["declared"]
+    assert [t.task_id for t in only(tasks, None)] == ["plain", "stated", "declared"]
+    with pytest.raises(ValueError, match="declared or stated"):
+        only(tasks, "hard")
