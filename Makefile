@@ -60,7 +60,7 @@ lint: venv
 
 test: deps venv eval-deps broker-jars k8s-deps lint
 	$(PY) -m pytest tests/unit
-	bash deploy/with-broker.sh $(PY) -m pytest tests/integration
+	bash deploy/with-broker.sh $(PY) -m pytest --durations=15 tests/integration
 
 demo: deps venv broker-jars
 	bash deploy/with-broker.sh $(GUARDIAN) demo
