@@ -340,8 +340,23 @@ def _model_slots(snap: Snapshot, previous: Snapshot | None, rules: CapacityRules
             f"(growing {growth:.1f}/s): {snap.slots} -> {target} slots per worker"
         )
     return Finding(
-        kind, "cluster", "tasks_per_s", snap.granted_rate, snap.busy, True, change, why, workers
+        kind,
+        "cluster",
+        "tasks_per_s",
+        snap.granted_rate,
+        _slots_can_serve(snap),
+        True,
+        change,
+        why,
+        workers,
     )
+
+
+def _slots_can_serve(snap: Snapshot) -> float:
+    """Tasks a second the cluster's slots can serve at the model's mean latency (0 while
+    no call was timed)."""
+    latency_ms = _weighted_latency(snap)
+    return snap.slots * snap.workers * 1000.0 / latency_ms if latency_ms > 0 else 0.0
 
 
 def _starved_lane(

@@ -102,6 +102,8 @@ def test_busy_slots_with_a_growing_backlog_are_named_once_and_get_more_slots() -
     assert [b.kind for b in bottlenecks] == ["model_slots"]
     assert bottlenecks[0].window_start == T0
     assert bottlenecks[0].workers == 1
+    # 20 tasks a second granted, which is all 2 slots serve at 100 ms a call.
+    assert (bottlenecks[0].observed, bottlenecks[0].limit) == (20.0, 20.0)
     assert len(proposals) == 1
     assert ds[2].proposals == proposals
     p = proposals[0]
