@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,7 @@ from typing import Any, Literal, cast, get_args
 
 import jsonschema  # type: ignore[import-untyped]
 
+from agents.router import asked_in
 from schemas.request_events import Constraint as Declared
 
 Kind = Literal[
@@ -319,6 +321,35 @@ def applying(declared: Sequence[Declared], prompt: str) -> tuple[Constraint, ...
         c for c in stated_in(prompt) if (c.kind, c.relation, c.count, c.text.lower()) not in same
     )
     return client + stated
+
+
+ANSWERING_SUBTASKS = frozenset({"main", "synthesis"})
+"""The subtasks whose answer becomes the response: the request's constraints apply to
+them, not to the notes a decomposed request gathers first."""
+
+
+def answer_constraints(
+    subtask: str, declared: Sequence[Declared], instruction: str
+) -> tuple[Constraint, ...]:
+    """What the answer of a task of ``subtask`` with ``instruction`` must meet: the
+    request's ``declared`` constraints and those its prompt states, on a subtask whose
+    answer becomes the response; nothing on a decomposed request's notes."""
+    if subtask not in ANSWERING_SUBTASKS:
+        return ()
+    return applying(declared, asked_in(instruction))
+
+
+def banned_characters(found: Iterable[Constraint]) -> str:
+    """The characters no answer meeting ``found`` may contain, for a backend that can rule
+    them out while decoding: a comma for "no commas", the ASCII capitals for "all
+    lowercase" (and the reverse); none for case when both cases are asked for. The exact
+    check still runs on the answer (a capital of another script is caught there)."""
+    kinds = {c.kind for c in found}
+    banned = {",": "no_commas" in kinds}
+    if not {"lowercase", "uppercase"} <= kinds:
+        banned |= dict.fromkeys(string.ascii_uppercase, "lowercase" in kinds)
+        banned |= dict.fromkeys(string.ascii_lowercase, "uppercase" in kinds)
+    return "".join(sorted(ch for ch, out in banned.items() if out))
 
 
 def _plain(text: str) -> str:

@@ -209,19 +209,12 @@ def _completeness(answer: SpecialistAnswered, s: Signals, p: GuardianPolicy) -> 
     return _Part(gs, ("incomplete",), "The answer is too short; give a complete answer.")
 
 
-ANSWERING_SUBTASKS = frozenset({"main", "synthesis"})
-"""The subtasks whose answer becomes the response: the request's constraints apply to
-them, not to the notes a decomposed request gathers first."""
-
-
 def _constraints(answer: SpecialistAnswered) -> tuple[_Part, ...]:
     """The verifiable constraints of the request, checked exactly: those the client
     declared and those the prompt states, a hard gate whose critique names the numbers.
     JSON asked for through ``answer_format`` is the format guardian's (a schema stays
     here)."""
-    if answer.subtask not in ANSWERING_SUBTASKS:
-        return ()
-    stated = constraints.applying(answer.constraints, asked_in(answer.instruction))
+    stated = constraints.answer_constraints(answer.subtask, answer.constraints, answer.instruction)
     if answer.answer_format == "json":
         stated = tuple(c for c in stated if c.kind != "json" or c.schema)
     if not stated:

@@ -45,9 +45,12 @@ class LLM(Protocol):
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Completion:
         """``json_mode`` asks the backend to constrain decoding to one JSON value, one
-        that matches ``json_schema`` (JSON Schema as JSON text) when given."""
+        that matches ``json_schema`` (JSON Schema as JSON text) when given. ``forbid``
+        names characters the answer must not contain, for a backend that can rule them
+        out while decoding; one that cannot ignores it (the guardians still check)."""
         ...
 
 

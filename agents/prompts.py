@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.constraints import answer_constraints, banned_characters
 from agents.ports import ChatMessage
 from schemas.request_events import Passage, TaskAssigned
 
@@ -60,6 +61,15 @@ def render_passages(passages: Sequence[Passage]) -> str:
     ]
     lines += [f"[{n}] ({p.source}) {p.text}" for n, p in enumerate(passages, start=1)]
     return "\n".join(lines)
+
+
+def banned_characters_of(task: TaskAssigned) -> str:
+    """The characters decoding may rule out for ``task``'s answer: those its constraints
+    (declared or stated in its prompt) forbid, on a subtask whose answer becomes the
+    response; none when it is decoded as JSON, whose grammar applies instead."""
+    if task.output_constraint == "json" or json_schema_of(task) is not None:
+        return ""
+    return banned_characters(answer_constraints(task.subtask, task.constraints, task.instruction))
 
 
 def json_schema_of(task: TaskAssigned) -> str | None:

@@ -30,6 +30,7 @@ from agents.ports import ChatMessage, Completion
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,20 @@ def _response_format(json_mode: bool, json_schema: str | None) -> Any:
     if json_schema:
         return {"type": "json_object", "schema": json.loads(json_schema)}
     return {"type": "json_object"}
+
+
+def _without(forbid: str) -> LlamaGrammar | None:
+    """A grammar of any text without the characters of ``forbid`` (None: no grammar).
+    Under JSON mode the JSON grammar is the one that applies."""
+    if not forbid:
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    excluded = "".join(
+        f"\\x{ord(ch):02X}" if ord(ch) < 0x100 else f"\\u{ord(ch):04X}"
+        for ch in sorted(set(forbid))
+    )
+    return LlamaGrammar.from_string(f"root ::= [^{excluded}]*", verbose=False)
 
 
 def default_model_path() -> Path:
@@ -143,11 +158,12 @@ class EmbeddedLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Completion:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         async with self._queue:
             response = await asyncio.to_thread(
-                self._generate, payload, temperature, max_tokens, json_mode, json_schema
+                self._generate, payload, temperature, max_tokens, json_mode, json_schema, forbid
             )
         return _completion(response)
 
@@ -172,6 +188,7 @@ class EmbeddedLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Any:
         with self._context_lock:
             llama = self._loaded()
@@ -182,6 +199,7 @@ class EmbeddedLLM:
                     max_tokens=max_tokens,
                     # Grammar-constrained decoding: the output parses as JSON.
                     response_format=_response_format(json_mode, json_schema),
+                    grammar=None if json_mode else _without(forbid),
                 )
             except ValueError as exc:
                 # llama-cpp-python raises ValueError for prompts beyond the context window.

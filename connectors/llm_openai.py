@@ -204,7 +204,10 @@ class OpenAICompatibleLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Completion:
+        # The OpenAI API has no field that rules characters out (``logit_bias`` needs the
+        # server's token ids), so ``forbid`` is left to the guardians' check.
         payload = self._payload(messages, temperature, max_tokens, json_mode, json_schema)
         response = await self._post(payload)
         if not response.is_success:

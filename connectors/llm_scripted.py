@@ -170,6 +170,7 @@ class ScriptedLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Completion:
         key, call, step = self._next_step(messages)
         if step.latency_ms:

@@ -27,6 +27,7 @@ class RefusingLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> Completion:
         self.calls += 1
         raise ModelNotAllowed(

@@ -143,6 +143,7 @@ class ResilientLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
     ) -> ResilientCompletion:
         """The first completion the chain gives; raises the last ``ModelError`` otherwise."""
         outcome = await self.run(
@@ -151,6 +152,7 @@ class ResilientLLM:
             max_tokens=max_tokens,
             json_mode=json_mode,
             json_schema=json_schema,
+            forbid=forbid,
         )
         if isinstance(outcome.result, ModelError):
             raise outcome.result
@@ -166,6 +168,7 @@ class ResilientLLM:
         max_tokens: int,
         json_mode: bool = False,
         json_schema: str | None = None,
+        forbid: str = "",
         prefer: str | None = None,
     ) -> ChainOutcome:
         """Like ``complete``, but a failure is returned (with its attempt log), not raised.
@@ -179,6 +182,7 @@ class ResilientLLM:
                 max_tokens=max_tokens,
                 json_mode=json_mode,
                 json_schema=json_schema,
+                forbid=forbid,
             )
 
         started = self._clock()

@@ -26,7 +26,7 @@ from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
 from agents.priority import LaneScheduler
-from agents.prompts import build_messages, json_schema_of
+from agents.prompts import banned_characters_of, build_messages, json_schema_of
 from agents.specialist import answered
 from connectors.resilient import ChainOutcome
 from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
@@ -193,6 +193,7 @@ async def call_model(
                 max_tokens=task.max_tokens,
                 json_mode=task.output_constraint == "json" or schema is not None,
                 json_schema=schema,
+                forbid=banned_characters_of(task),
                 prefer=task.deployment,
             ),
             timeout=timeout,

@@ -4,10 +4,13 @@ name the numbers."""
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
 from agents.constraints import (
     Constraint,
+    banned_characters,
     bullet_count,
     check,
     critique,
@@ -107,6 +110,26 @@ def test_counts() -> None:
 def test_constraints_stated_in_plain_english_are_found(prompt: str, found: list[str]) -> None:
     assert [c.describe() for c in stated_in(prompt)] == found
     assert all(c.source == "prompt" for c in stated_in(prompt))
+
+
+@pytest.mark.parametrize(
+    ("kinds", "banned"),
+    [
+        ((), ""),
+        (("no_commas",), ","),
+        (("lowercase",), string.ascii_uppercase),
+        (("uppercase", "no_commas"), "," + string.ascii_lowercase),
+        (("lowercase", "uppercase"), ""),  # contradictory: left to the exact checks
+        (("words", "ends_with"), ""),
+    ],
+)
+def test_decoding_can_rule_out_the_characters_a_constraint_forbids(
+    kinds: tuple[str, ...], banned: str
+) -> None:
+    found = [Constraint(kind=k, relation="at_most", count=50, text="x") for k in kinds]  # type: ignore[arg-type]
+    assert banned_characters(found) == banned
+    # Each banned character alone breaks a constraint it comes from.
+    assert all(any(not check(c, ch).passed for c in found) for ch in banned)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import string
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,21 @@ async def test_temperature_zero_is_deterministic(llm: EmbeddedLLM) -> None:
     first = await llm.complete(QUESTION, temperature=0.0, max_tokens=24)
     second = await llm.complete(QUESTION, temperature=0.0, max_tokens=24)
     assert first == second
+
+
+@module_loop
+async def test_characters_ruled_out_while_decoding_do_not_appear(llm: EmbeddedLLM) -> None:
+    question = [ChatMessage(role="user", content="Describe Paris in two sentences.")]
+    free = await llm.complete(question, temperature=0.0, max_tokens=60)
+    assert "," in free.content  # what the model writes when nothing is ruled out
+    ruled_out = await llm.complete(question, temperature=0.0, max_tokens=60, forbid=",")
+    assert ruled_out.content.strip()
+    assert "," not in ruled_out.content
+    lower = await llm.complete(
+        question, temperature=0.0, max_tokens=60, forbid=string.ascii_uppercase
+    )
+    assert lower.content.strip()
+    assert lower.content == lower.content.lower()
 
 
 @module_loop

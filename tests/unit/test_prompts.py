@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from agents.prompts import build_messages, json_schema_of, refinement_request
+from agents.prompts import (
+    banned_characters_of,
+    build_messages,
+    json_schema_of,
+    refinement_request,
+)
 from schemas.request_events import Constraint, TaskAssigned
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -131,6 +137,18 @@ def test_a_declared_schema_constrains_a_json_answer_only() -> None:
     assert json_schema_of(task(answer_format="json", constraints=declared)) == schema
     assert json_schema_of(task(answer_format="text", constraints=declared)) is None
     assert json_schema_of(task(answer_format="json", constraints=declared[:1])) is None
+
+
+def test_decoding_rules_out_the_characters_an_answer_s_constraints_forbid() -> None:
+    stated = "Describe Paris in all lowercase letters, without commas."
+    assert banned_characters_of(task(instruction=stated)) == "," + string.ascii_uppercase
+    declared = (Constraint(kind="no_commas"),)
+    assert banned_characters_of(task(constraints=declared)) == ","
+    assert banned_characters_of(task()) == ""
+    # The notes of a decomposed request are not the answer the constraints bound.
+    assert banned_characters_of(task(instruction=stated, subtask="facts")) == ""
+    # Decoded as JSON, the JSON grammar applies instead.
+    assert banned_characters_of(task(instruction=stated, output_constraint="json")) == ""
 
 
 def test_the_json_probe_measures_the_layouts_the_pipeline_sends() -> None:
