@@ -27,6 +27,7 @@ from agents.errors import (
     ModelUnavailable,
 )
 from agents.ports import ChatMessage, Completion
+from connectors import model_deadline
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -161,7 +162,7 @@ class EmbeddedLLM:
         forbid: str = "",
     ) -> Completion:
         payload = [{"role": m.role, "content": m.content} for m in messages]
-        async with self._queue:
+        async with model_deadline.turn(self._queue):
             response = await asyncio.to_thread(
                 self._generate, payload, temperature, max_tokens, json_mode, json_schema, forbid
             )

@@ -28,6 +28,7 @@ from agents.ports import Completion
 from agents.priority import LaneScheduler
 from agents.prompts import banned_characters_of, build_messages, json_schema_of
 from agents.specialist import answered
+from connectors import model_deadline
 from connectors.resilient import ChainOutcome
 from schemas.request_events import Passage, SpecialistAnswered, TaskAssigned
 from schemas.topics import TopicSpec
@@ -181,13 +182,14 @@ def _count(rt: Runtime, outcome: ChainOutcome, latency_ms: float) -> None:
 async def call_model(
     rt: Runtime, task: TaskAssigned, passages: Sequence[Passage] = ()
 ) -> ChainOutcome:
-    """The chain's outcome: a completion or the last typed error, within the task's cap;
-    ``passages`` are shown to the model as sources."""
+    """The chain's outcome: a completion or the last typed error, within the worker's
+    model timeout (not counting a wait for a local model's turn); ``passages`` are shown
+    to the model as sources."""
     timeout = rt.settings.worker.model_timeout_s
     schema = json_schema_of(task)
     try:
-        return await asyncio.wait_for(
-            rt.ports.llm.run(
+        async with model_deadline.deadline(timeout):
+            return await rt.ports.llm.run(
                 build_messages(task, passages),
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
@@ -195,9 +197,9 @@ async def call_model(
                 json_schema=schema,
                 forbid=banned_characters_of(task),
                 prefer=task.deployment,
-            ),
-            timeout=timeout,
-        )
+            )
     except TimeoutError:
-        failure = ModelTimeout(f"no answer within {timeout:.1f}s, retries included")
+        failure = ModelTimeout(
+            f"no answer within {timeout:.1f}s, retries included (a local model's queue not)"
+        )
         return ChainOutcome(failure, task.deployment, ())
