@@ -19,8 +19,8 @@ _FORMAT_RULES = {
 
 def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list[ChatMessage]:
     """System prompt, context turns, the sources (if any), the instruction, then the
-    previous attempt and its critique on a later round (and the instruction again when
-    the re-ask decodes under a constraint)."""
+    previous attempt and its critique on a later round; a re-ask decoded as JSON ends on
+    the instruction."""
     system = task.system_prompt
     rule = _FORMAT_RULES.get(task.answer_format, "")
     if rule:
@@ -30,17 +30,25 @@ def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list
         messages.append(ChatMessage(role="user", content=f"Context: {turn}"))
     if passages:
         messages.append(ChatMessage(role="user", content=render_passages(passages)))
-    messages.append(ChatMessage(role="user", content=task.instruction))
-    if task.critique and task.previous_attempt is not None and task.output_constraint:
-        # A re-ask under constrained decoding ends on the question itself: with the
-        # critique last, a small model writes JSON about the critique, not the question.
+    # A re-ask decoded as JSON ends on the question itself: with the critique last, a
+    # small model writes JSON about the critique, not the question.
+    as_json = task.critique is not None and decoded_as_json(task)
+    if task.critique and task.previous_attempt is not None and as_json:
+        messages.append(ChatMessage(role="user", content=task.instruction))
         messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
         messages.append(ChatMessage(role="user", content=f"{task.critique}\n\n{task.instruction}"))
     elif task.critique and task.previous_attempt is not None:
+        messages.append(ChatMessage(role="user", content=task.instruction))
         messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
         messages.append(ChatMessage(role="user", content=refinement_request(task.critique)))
-    elif task.critique:
+    elif task.critique and as_json:
         messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
+        messages.append(ChatMessage(role="user", content=task.instruction))
+    elif task.critique:
+        messages.append(ChatMessage(role="user", content=task.instruction))
+        messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
+    else:
+        messages.append(ChatMessage(role="user", content=task.instruction))
     return messages
 
 
@@ -63,11 +71,21 @@ def render_passages(passages: Sequence[Passage]) -> str:
     return "\n".join(lines)
 
 
+def decoded_as_json(task: TaskAssigned) -> bool:
+    """Whether ``task``'s answer is decoded under a JSON grammar: after a JSON answer
+    failed on its format, under a declared schema, and from the first round when the
+    answer's constraints (declared, or stated in the prompt: "as JSON") ask for JSON."""
+    if task.output_constraint == "json" or json_schema_of(task) is not None:
+        return True
+    found = answer_constraints(task.subtask, task.constraints, task.instruction)
+    return any(c.kind == "json" for c in found)
+
+
 def banned_characters_of(task: TaskAssigned) -> str:
     """The characters decoding may rule out for ``task``'s answer: those its constraints
     (declared or stated in its prompt) forbid, on a subtask whose answer becomes the
     response; none when it is decoded as JSON, whose grammar applies instead."""
-    if task.output_constraint == "json" or json_schema_of(task) is not None:
+    if decoded_as_json(task):
         return ""
     return banned_characters(answer_constraints(task.subtask, task.constraints, task.instruction))
 

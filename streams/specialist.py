@@ -26,7 +26,12 @@ from agents.errors import ModelTimeout
 from agents.knowledge import RETRIEVAL, retrieval_query
 from agents.ports import Completion
 from agents.priority import LaneScheduler
-from agents.prompts import banned_characters_of, build_messages, json_schema_of
+from agents.prompts import (
+    banned_characters_of,
+    build_messages,
+    decoded_as_json,
+    json_schema_of,
+)
 from agents.specialist import answered
 from connectors import model_deadline
 from connectors.resilient import ChainOutcome
@@ -193,7 +198,7 @@ async def call_model(
                 build_messages(task, passages),
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
-                json_mode=task.output_constraint == "json" or schema is not None,
+                json_mode=decoded_as_json(task),
                 json_schema=schema,
                 forbid=banned_characters_of(task),
                 prefer=task.deployment,

@@ -11,6 +11,7 @@ import pytest
 from agents.prompts import (
     banned_characters_of,
     build_messages,
+    decoded_as_json,
     json_schema_of,
     refinement_request,
 )
@@ -151,24 +152,53 @@ def test_decoding_rules_out_the_characters_an_answer_s_constraints_forbid() -> N
     assert banned_characters_of(task(instruction=stated, output_constraint="json")) == ""
 
 
+def test_json_asked_for_in_the_question_is_decoded_as_json_from_the_first_round() -> None:
+    stated = "Give three facts about the Nile as JSON."
+    assert decoded_as_json(task(instruction=stated))
+    assert decoded_as_json(task(constraints=(Constraint(kind="json"),)))
+    assert decoded_as_json(task(output_constraint="json"))
+    assert not decoded_as_json(task())
+    assert not decoded_as_json(task(instruction="How do I parse dates in JSON?"))
+    assert not decoded_as_json(task(instruction=stated, subtask="facts"))
+
+
+def test_a_fresh_re_ask_decoded_as_json_ends_on_the_question() -> None:
+    stated = "Give three facts about the Nile as JSON."
+    note = "The answer must be valid JSON: answer with valid JSON only."
+    as_json = build_messages(task(instruction=stated, round=2, critique=note))
+    assert [(m.role, m.content) for m in as_json[1:]] == [
+        ("user", f"Note: {note}"),
+        ("user", stated),
+    ]
+    plain = build_messages(task(round=2, critique="Name the oven temperature."))
+    assert plain[-1].content == "Note: Name the oven temperature."
+
+
 def test_the_json_probe_measures_the_layouts_the_pipeline_sends() -> None:
     from streams.eval import json_probe
 
     def sent(**fields: Any) -> list[tuple[str, str]]:
         reask = task(
-            round=2,
-            instruction=json_probe.QUESTION,
-            system_prompt=json_probe.SYSTEM.split("\n")[0],
-            answer_format="json",
-            critique=json_probe.CRITIQUE,
-            previous_attempt=json_probe.PREVIOUS,
-            **fields,
+            **{
+                "round": 2,
+                "instruction": json_probe.QUESTION,
+                "system_prompt": json_probe.SYSTEM.split("\n")[0],
+                "answer_format": "json",
+                "critique": json_probe.CRITIQUE,
+                "previous_attempt": json_probe.PREVIOUS,
+                **fields,
+            }
         )
         return [(m.role, m.content) for m in build_messages(reask)]
 
     probed = {k: [(m.role, m.content) for m in v] for k, v in json_probe.layouts().items()}
-    assert probed["question-last"] == sent(output_constraint="json")
-    assert probed["critique-last"] == sent()
+    # Decoded as JSON, after a format failure or because the question asks for JSON, a
+    # re-ask ends on the question.
+    assert probed["question-last"] == sent(output_constraint="json") == sent()
+    # The layout of a re-ask not decoded as JSON, which the probe measures against it.
+    plain = sent(instruction="Give the capital cities of Spain and Italy.", answer_format="text")
+    assert [role for role, _ in probed["critique-last"]] == [role for role, _ in plain]
+    assert probed["critique-last"][-1] == plain[-1]
     assert json_probe.judged('{"Spain": "Madrid"}') == (True, True)
     assert json_probe.judged('{"type": "error"}') == (True, False)
     assert json_probe.judged("Madrid, Spain") == (False, True)
