@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agents.anomaly_watch import WatchPolicy, WatchState, close_due, count
 from agents.config import ExperimentPolicy
+from agents.constraints import ANSWERING_SUBTASKS
 from agents.diagnosis import DiagnosisWindow, closed, diagnose, observe, window_at
 from agents.experiment import ExperimentTally, arm_of, conclude
 from agents.experiment import observe as tally
@@ -247,10 +248,14 @@ def _close_windows(
 def _count_experiment(
     runs: tuple[ExperimentRun, ...], fact: NetworkFactRecorded, clock: datetime
 ) -> tuple[tuple[ExperimentRun, ...], tuple[ExperimentConcluded, ...]]:
-    """Count a first-round verdict of an experiment's arm; conclude when it decides."""
+    """Count a first-round verdict of an experiment's arm, one per request (that of the
+    subtask whose answer becomes the response, not a decomposed request's notes, so the
+    samples are independent); conclude when it decides."""
     eid = fact.experiment_id
     arm = arm_of(fact.variant, eid) if eid else None
     if eid is None or arm is None or fact.round != 1:
+        return runs, ()
+    if fact.subtask and fact.subtask not in ANSWERING_SUBTASKS:
         return runs, ()
     run = next((r for r in runs if r.experiment_id == eid), None) or _run_of(fact, eid)
     if run.concluded_at is not None:

@@ -130,6 +130,23 @@ async def test_a_redelivered_or_re_emitted_fact_counts_once() -> None:
     assert len(agg.index.facts) == 8
 
 
+async def test_an_experiment_counts_one_verdict_per_request() -> None:
+    """A decomposed request's notes are not samples: only the verdict of the subtask
+    whose answer becomes the response counts (facts recorded without a subtask too)."""
+    rt: Any = RecordingRuntime()
+    agg = aggregator()
+    facts = arms(8)
+    notes = [
+        f.model_copy(update={"event_id": f"{f.event_id}-{s}", "source_event_id": f"n-{i}-{s}"})
+        for i, f in enumerate(facts)
+        for s in ("facts", "reasoning")
+    ]
+    notes = [n.model_copy(update={"subtask": n.event_id.rsplit("-", 1)[1]}) for n in notes]
+    answers = [f.model_copy(update={"subtask": "synthesis"}) for f in facts[:4]] + facts[4:]
+    await feed(rt, agg, [*notes, *answers])
+    assert tally(agg) == (4, 4)
+
+
 async def test_a_new_owner_recovering_the_changelog_counts_each_fact_once() -> None:
     rt: Any = RecordingRuntime()
     facts = arms(18)
