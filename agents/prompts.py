@@ -33,22 +33,15 @@ def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list
     # A re-ask decoded as JSON ends on the question itself: with the critique last, a
     # small model writes JSON about the critique, not the question.
     as_json = task.critique is not None and decoded_as_json(task)
-    if task.critique and task.previous_attempt is not None and as_json:
-        messages.append(ChatMessage(role="user", content=task.instruction))
-        messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
-        messages.append(ChatMessage(role="user", content=f"{task.critique}\n\n{task.instruction}"))
-    elif task.critique and task.previous_attempt is not None:
-        messages.append(ChatMessage(role="user", content=task.instruction))
-        messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
-        messages.append(ChatMessage(role="user", content=refinement_request(task.critique)))
-    elif task.critique and as_json:
+    if task.critique and task.previous_attempt is None and as_json:
         messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
-        messages.append(ChatMessage(role="user", content=task.instruction))
-    elif task.critique:
-        messages.append(ChatMessage(role="user", content=task.instruction))
+    messages.append(ChatMessage(role="user", content=task.instruction))
+    if task.critique and task.previous_attempt is not None:
+        messages.append(ChatMessage(role="assistant", content=task.previous_attempt))
+        last = f"{task.critique}\n\n{task.instruction}" if as_json else None
+        messages.append(ChatMessage(role="user", content=last or refinement_request(task.critique)))
+    elif task.critique and not as_json:
         messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
-    else:
-        messages.append(ChatMessage(role="user", content=task.instruction))
     return messages
 
 
