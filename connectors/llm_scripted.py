@@ -132,6 +132,7 @@ class ScriptedLLM:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._history: list[tuple[str, tuple[ChatMessage, ...]]] = []
+        self._seeds: list[tuple[str, int | None]] = []
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "scripted") -> ScriptedLLM:
@@ -162,6 +163,12 @@ class ScriptedLLM:
         with self._lock:
             return [messages for k, messages in self._history if k == key]
 
+    def seeds(self, key: str) -> list[int | None]:
+        """The sampling seed of every call that selected ``key``, oldest first (a script
+        answers the same whatever the seed)."""
+        with self._lock:
+            return [seed for k, seed in self._seeds if k == key]
+
     async def complete(
         self,
         messages: Sequence[ChatMessage],
@@ -171,8 +178,9 @@ class ScriptedLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Completion:
-        key, call, step = self._next_step(messages)
+        key, call, step = self._next_step(messages, seed)
         if step.latency_ms:
             await asyncio.sleep(step.latency_ms / 1000.0)
         if step.error is not None:
@@ -186,12 +194,15 @@ class ScriptedLLM:
         last_user = _last_user_text(messages).strip()
         return last_user if last_user in self._script.entries else DEFAULT_KEY
 
-    def _next_step(self, messages: Sequence[ChatMessage]) -> tuple[str, int, ScriptStep]:
+    def _next_step(
+        self, messages: Sequence[ChatMessage], seed: int | None
+    ) -> tuple[str, int, ScriptStep]:
         key = self._select_key(messages)
         with self._lock:
             self._calls[key] += 1
             call = self._calls[key]
             self._history.append((key, tuple(messages)))
+            self._seeds.append((key, seed))
         system = " ".join(m.content for m in messages if m.role == "system")
         for phrase, step in self._script.when_system_contains.items():
             if phrase in system:

@@ -28,6 +28,7 @@ class RefusingLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> Completion:
         self.calls += 1
         raise ModelNotAllowed(

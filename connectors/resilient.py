@@ -144,6 +144,7 @@ class ResilientLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
     ) -> ResilientCompletion:
         """The first completion the chain gives; raises the last ``ModelError`` otherwise."""
         outcome = await self.run(
@@ -153,6 +154,7 @@ class ResilientLLM:
             json_mode=json_mode,
             json_schema=json_schema,
             forbid=forbid,
+            seed=seed,
         )
         if isinstance(outcome.result, ModelError):
             raise outcome.result
@@ -169,6 +171,7 @@ class ResilientLLM:
         json_mode: bool = False,
         json_schema: str | None = None,
         forbid: str = "",
+        seed: int | None = None,
         prefer: str | None = None,
     ) -> ChainOutcome:
         """Like ``complete``, but a failure is returned (with its attempt log), not raised.
@@ -183,6 +186,7 @@ class ResilientLLM:
                 json_mode=json_mode,
                 json_schema=json_schema,
                 forbid=forbid,
+                seed=seed,
             )
 
         started = self._clock()

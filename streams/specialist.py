@@ -31,6 +31,7 @@ from agents.prompts import (
     build_messages,
     decoded_as_json,
     json_schema_of,
+    sampling_seed,
 )
 from agents.specialist import answered
 from connectors import model_deadline
@@ -192,15 +193,17 @@ async def call_model(
     to the model as sources."""
     timeout = rt.settings.worker.model_timeout_s
     schema = json_schema_of(task)
+    messages = build_messages(task, passages)
     try:
         async with model_deadline.deadline(timeout):
             return await rt.ports.llm.run(
-                build_messages(task, passages),
+                messages,
                 temperature=task.temperature,
                 max_tokens=task.max_tokens,
                 json_mode=decoded_as_json(task),
                 json_schema=schema,
                 forbid=banned_characters_of(task),
+                seed=sampling_seed(messages, task.round),
                 prefer=task.deployment,
             )
     except TimeoutError:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agents.knowledge import retrieval_query
-from agents.prompts import render_passages
+from agents.ports import ChatMessage
+from agents.prompts import render_passages, sampling_seed
 from agents.router import classify, complexity, plan
 from connectors import kafka_connect
 from connectors.embeddings import HashingEmbedder
@@ -123,6 +124,11 @@ async def test_a_retrieval_task_is_answered_with_the_passages_it_showed_the_mode
         scores = [p.score for p in found.passages]
         assert scores == sorted(scores, reverse=True)
         assert min(scores) >= MIN_SCORE
+        # Each call samples with the seed of its messages and round, so the same task
+        # asked again (a retry, a redelivery, another arm of an evaluation) draws alike.
+        for made in service.received:
+            messages = [ChatMessage(**m) for m in made.body["messages"]]
+            assert made.body["seed"] == sampling_seed(messages, 1)
         sent = request_of(service, retrieval)
         assert sent[1] == render_passages(want)
         assert sent[2] == instruction

@@ -62,6 +62,28 @@ async def test_temperature_zero_is_deterministic(llm: EmbeddedLLM) -> None:
 
 
 @module_loop
+async def test_a_seed_makes_sampling_repeatable_whatever_came_before(llm: EmbeddedLLM) -> None:
+    question = [ChatMessage(role="user", content="Write one sentence about the sea.")]
+    first = await llm.complete(question, temperature=1.0, max_tokens=32, seed=7)
+    await llm.complete(QUESTION, temperature=1.0, max_tokens=16)  # a call in between
+    again = await llm.complete(question, temperature=1.0, max_tokens=32, seed=7)
+    assert again.content == first.content
+    others = {
+        (await llm.complete(question, temperature=1.0, max_tokens=32, seed=s)).content
+        for s in (8, 9, 10)
+    }
+    assert others - {first.content}  # another seed draws another answer
+
+
+@module_loop
+async def test_a_prompt_beyond_the_context_window_names_the_setting() -> None:
+    small = EmbeddedLLM(EmbeddedModelSettings(n_ctx=256))
+    too_long = [ChatMessage(role="user", content="word " * 400)]
+    with pytest.raises(ModelRejected, match="GUARDIAN_EMBEDDED_N_CTX=256"):
+        await small.complete(too_long, temperature=0.0, max_tokens=8)
+
+
+@module_loop
 async def test_characters_ruled_out_while_decoding_do_not_appear(llm: EmbeddedLLM) -> None:
     question = [ChatMessage(role="user", content="Describe Paris in two sentences.")]
     free = await llm.complete(question, temperature=0.0, max_tokens=60)

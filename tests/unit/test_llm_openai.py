@@ -102,6 +102,16 @@ async def test_max_tokens_is_always_sent_and_capped(
     assert service.received[-1].body["max_tokens"] == sent
 
 
+async def test_a_seed_is_sent_only_when_given(
+    service: FakeModelService, llm: OpenAICompatibleLLM
+) -> None:
+    await llm.complete(MESSAGES, temperature=0.7, max_tokens=8, seed=1234)
+    await llm.complete(MESSAGES, temperature=0.7, max_tokens=8)
+    seeded, unseeded = service.received[-2:]
+    assert seeded.body["seed"] == 1234
+    assert "seed" not in unseeded.body
+
+
 async def test_json_mode_asks_for_a_json_object(
     service: FakeModelService, llm: OpenAICompatibleLLM
 ) -> None:

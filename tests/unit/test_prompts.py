@@ -14,6 +14,7 @@ from agents.prompts import (
     decoded_as_json,
     json_schema_of,
     refinement_request,
+    sampling_seed,
 )
 from schemas.request_events import Constraint, TaskAssigned
 
@@ -202,3 +203,15 @@ def test_the_json_probe_measures_the_layouts_the_pipeline_sends() -> None:
     assert json_probe.judged('{"Spain": "Madrid"}') == (True, True)
     assert json_probe.judged('{"type": "error"}') == (True, False)
     assert json_probe.judged("Madrid, Spain") == (False, True)
+
+
+def test_the_same_messages_at_the_same_round_sample_with_the_same_seed() -> None:
+    first_round = build_messages(task())
+    seed = sampling_seed(first_round, 1)
+    assert sampling_seed(build_messages(task(task_id="other-request/main/1")), 1) == seed
+    assert 0 <= seed < 2**31
+    assert sampling_seed(first_round, 2) != seed  # resampling draws afresh
+    reworded = build_messages(task(instruction="How do I bake rye bread at home?"))
+    assert sampling_seed(reworded, 1) != seed
+    as_system = [m.model_copy(update={"role": "system"}) for m in first_round]
+    assert sampling_seed(as_system, 1) != seed
