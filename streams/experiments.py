@@ -92,11 +92,22 @@ async def on_review(rt: Runtime, record: Record) -> None:
     await start_next(rt, log)
 
 
+def frozen(rt: Runtime, what: str) -> bool:
+    """Whether changes are frozen (``GUARDIAN_NETWORK_APPLY_CHANGES=false``): the network
+    still diagnoses, proposes and reviews, but starts and applies nothing."""
+    if rt.settings.network.apply_changes:
+        return False
+    _log.warning("changes are frozen (GUARDIAN_NETWORK_APPLY_CHANGES=false): %s", what)
+    return True
+
+
 async def start_next(rt: Runtime, log: Log | None = None, finished: str = "") -> None:
     """Start the experiment of the queue's head, if any and none runs. The queue is
     derived on the latest config version (a promotion just published may have made a
     waiting proposal stale); ``finished`` names a proposal whose experiment concluded
     but whose conclusion may not be on its topic yet."""
+    if frozen(rt, "the experiment queue waits"):
+        return
     log = log or await read_log(rt)
     n = rt.settings.network
     now = rt.clock()
@@ -121,6 +132,8 @@ async def start_next(rt: Runtime, log: Log | None = None, finished: str = "") ->
 async def apply_for_test(rt: Runtime, proposal: ImprovementProposed) -> None:
     """Apply a system parameter change for the optimizer's before/after test, if its key
     still holds the value the proposal starts from."""
+    if frozen(rt, f"proposal {proposal.proposal_id} is not applied"):
+        return
 
     def apply(config: PipelineConfig) -> PipelineConfig | None:
         return changed_from(config, proposal.key, proposal.current_value, proposal.proposed_value)

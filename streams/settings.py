@@ -207,6 +207,10 @@ class NetworkSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GUARDIAN_NETWORK_", frozen=True)
 
+    apply_changes: bool = True
+    """False freezes the configuration: diagnoses, proposals and reviews go on, but no
+    experiment starts and no system parameter is applied (a change freeze; an
+    evaluation compares its arms on one configuration)."""
     diagnosis_window_s: float = Field(default=300.0, gt=0)
     min_failures: int = Field(default=5, ge=1)
     min_failure_rate: float = Field(default=0.2, gt=0.0, le=1.0)

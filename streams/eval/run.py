@@ -185,6 +185,9 @@ async def _run_arm(
             # A local model answers one call at a time: a call's wait for its turn counts
             # against the model timeout, which must not cut long answers short.
             "GUARDIAN_WORKER_MODEL_TIMEOUT_S": str(plan.model_timeout_s),
+            # Every arm answers under one configuration: the network's experiments and
+            # parameter tests would change it halfway through an arm.
+            "GUARDIAN_NETWORK_APPLY_CHANGES": "false",
             **plan.worker_env,
             **arm.env,
         }

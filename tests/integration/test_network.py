@@ -27,7 +27,7 @@ from schemas.network_events import (
 )
 from schemas.request_events import ResponseDelivered, SpecialistAnswered, VerdictIssued
 from streams.settings import AppSettings
-from tests.integration.harness import pipeline, read_until
+from tests.integration.harness import Pipeline, pipeline, read_until
 from tests.integration.test_pipeline import QA, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -79,36 +79,52 @@ async def test_a_config_change_applies_without_a_restart(
     assert history[1].changed_keys == ("guardian.pass_threshold",)
 
 
+Reviewed = tuple[
+    list[FailureDiagnosed],
+    list[ImprovementProposed],
+    list[ProposalReviewed],
+    list[ResponseDelivered],
+]
+
+
+async def format_failures_reviewed(p: Pipeline, **env: str) -> Reviewed:
+    """Eight answers in prose where JSON was asked for, in one diagnosis window: the
+    network's diagnoses, proposals and reviews of them, and the responses."""
+    question, good = QA[0]
+    script = p.write_script({f"j{i}": [{"answer": good}] for i in range(8)})
+    p.start_worker(
+        GUARDIAN_MODEL_BACKEND="scripted",
+        GUARDIAN_MODEL_SCRIPT_PATH=str(script),
+        GUARDIAN_REFINE_MAX_ROUNDS="1",
+        GUARDIAN_NETWORK_DIAGNOSIS_WINDOW_S="4",
+        **env,
+    )
+    await wait_ready(p)
+    # Windows are aligned to the epoch: the burst starts as one opens, so it fits in it.
+    await asyncio.sleep(4 - time.time() % 4)
+    async with GuardianClient(p.kafka) as client:
+        # JSON asked for, prose given: a format failure each time.
+        await asyncio.gather(
+            *(client.ask(f"[[script:j{i}]] {question}", answer_format="json") for i in range(8))
+        )
+    diagnoses = await read_until(
+        p,
+        topics.DIAGNOSES,
+        FailureDiagnosed,
+        lambda ds: any(d.failure_class == "format" for d in ds),
+        timeout_s=60,
+    )
+    proposals = await read_until(p, topics.PROPOSALS, ImprovementProposed, bool, timeout_s=60)
+    reviews = await read_until(p, topics.REVIEWS, ProposalReviewed, bool, timeout_s=60)
+    responses = await read_until(p, topics.RESPONSES, ResponseDelivered, bool, timeout_s=5)
+    return diagnoses, proposals, reviews, responses
+
+
 async def test_failing_answers_lead_to_a_reviewed_proposal(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    question, good = QA[0]
     with pipeline(kafka_bootstrap, tmp_path) as p:
-        script = p.write_script({f"j{i}": [{"answer": good}] for i in range(8)})
-        p.start_worker(
-            GUARDIAN_MODEL_BACKEND="scripted",
-            GUARDIAN_MODEL_SCRIPT_PATH=str(script),
-            GUARDIAN_REFINE_MAX_ROUNDS="1",
-            GUARDIAN_NETWORK_DIAGNOSIS_WINDOW_S="4",
-        )
-        await wait_ready(p)
-        # Windows are aligned to the epoch: the burst starts as one opens, so it fits in it.
-        await asyncio.sleep(4 - time.time() % 4)
-        async with GuardianClient(p.kafka) as client:
-            # JSON asked for, prose given: a format failure each time.
-            await asyncio.gather(
-                *(client.ask(f"[[script:j{i}]] {question}", answer_format="json") for i in range(8))
-            )
-        diagnoses = await read_until(
-            p,
-            topics.DIAGNOSES,
-            FailureDiagnosed,
-            lambda ds: any(d.failure_class == "format" for d in ds),
-            timeout_s=60,
-        )
-        proposals = await read_until(p, topics.PROPOSALS, ImprovementProposed, bool, timeout_s=60)
-        reviews = await read_until(p, topics.REVIEWS, ProposalReviewed, bool, timeout_s=60)
-        responses = await read_until(p, topics.RESPONSES, ResponseDelivered, bool, timeout_s=5)
+        diagnoses, proposals, reviews, responses = await format_failures_reviewed(p)
     (fmt,) = [d for d in diagnoses if d.failure_class == "format"]
     assert fmt.failures >= 5
     assert fmt.rate == pytest.approx(fmt.failures / fmt.total)
@@ -119,6 +135,25 @@ async def test_failing_answers_lead_to_a_reviewed_proposal(
     assert "JSON" in proposal.proposed_value
     (decision,) = [x for x in reviews if x.proposal_id == proposal.proposal_id]
     assert decision.approved, decision.reasons
+
+
+async def test_frozen_changes_are_reviewed_but_never_started(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with pipeline(kafka_bootstrap, tmp_path) as p:
+        _, proposals, reviews, _ = await format_failures_reviewed(
+            p, GUARDIAN_NETWORK_APPLY_CHANGES="false"
+        )
+        approved = [r for r in reviews if r.approved]
+        assert approved, [r.reasons for r in reviews]
+        # The experiment stage has taken the approval in, and started nothing.
+        deadline = time.monotonic() + 30
+        while "the experiment queue waits" not in p.log():
+            assert time.monotonic() < deadline, p.log()
+            await asyncio.sleep(0.2)
+        history = await read_config_history(p.kafka)
+    assert {p.key for p in proposals} >= {"specialist.system_prompt"}
+    assert [c.version for c in history] == [0], [c.reason for c in history]
 
 
 def borderline_answer(question: str, low: float = 0.26, high: float = 0.29) -> str:
