@@ -98,6 +98,8 @@ class Outcome:
     reason_code: str = ""
     content: str = ""
     """The final answer (kept in the arm's record file)."""
+    best_round: int = 0
+    """The round whose answer is the final one (0: none, or a record from before)."""
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,9 @@ async def run_eval(
         arm = ARMS[name]
         progress(f"arm {arm.name} ({arm.about}): {len(tasks)} tasks")
         started = time.monotonic()
-        outcomes = await _run_arm(settings, plan, arm, tasks, progress)
-        result = ArmResult(arm, outcomes)
         record = plan.out / f"arm-{arm.slug}.jsonl"
+        outcomes = await _run_arm(settings, plan, arm, tasks, progress, record)
+        result = ArmResult(arm, outcomes)
         _record(record, outcomes)
         progress(
             f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s "
@@ -175,7 +177,12 @@ async def run_eval(
 
 
 async def _run_arm(
-    settings: AppSettings, plan: EvalPlan, arm: Arm, tasks: Sequence[Task], progress: Progress
+    settings: AppSettings,
+    plan: EvalPlan,
+    arm: Arm,
+    tasks: Sequence[Task],
+    progress: Progress,
+    record: Path,
 ) -> list[Outcome]:
     with scratch_namespace(settings, f"eval{arm.slug}", _PARTITIONS) as scoped:
         # No shared answer cache: every arm answers every task itself.
@@ -195,7 +202,7 @@ async def _run_arm(
         workers.start_all()
         try:
             await workers.joined()
-            return await _ask_all(scoped, plan, arm, tasks, progress)
+            return await _ask_all(scoped, plan, arm, tasks, progress, record)
         finally:
             workers.stop_all()
 
@@ -206,9 +213,14 @@ async def _ask_all(
     arm: Arm,
     tasks: Sequence[Task],
     progress: Progress,
+    record: Path,
 ) -> list[Outcome]:
+    """Every task's outcome, in task order; each is also appended to ``record`` as it
+    comes, so a long arm cut short keeps what it measured (the record is rewritten in
+    task order at the end)."""
     slots = asyncio.Semaphore(plan.concurrency)
     done = 0
+    _record(record, [])
 
     async def one(client: GuardianClient, task: Task) -> Outcome:
         nonlocal done
@@ -228,7 +240,7 @@ async def _ask_all(
         done += 1
         if done % 10 == 0 or done == len(tasks):
             progress(f"  answered {done} of {len(tasks)}")
-        return Outcome(
+        outcome = Outcome(
             task_id=task.task_id,
             passed=verify(task, response),
             status=response.status if response else "no answer",
@@ -237,17 +249,20 @@ async def _ask_all(
             seconds=seconds,
             reason_code=(response.reason_code or "") if response else "",
             content=response.content if response else "",
+            best_round=response.best_round if response else 0,
         )
+        _record(record, [outcome], append=True)
+        return outcome
 
     async with GuardianClient(settings.kafka) as client:
         return list(await asyncio.gather(*(one(client, t) for t in tasks)))
 
 
-def _record(path: Path, outcomes: Sequence[Outcome]) -> None:
+def _record(path: Path, outcomes: Sequence[Outcome], *, append: bool = False) -> None:
     """One JSON line per task: the verdict, the response's status, rounds, tokens, time
     and the final answer, so a run can be audited and compared task by task."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
+    with path.open("a" if append else "w", encoding="utf-8") as out:
         for o in outcomes:
             out.write(json.dumps(asdict(o), ensure_ascii=False) + "\n")
 

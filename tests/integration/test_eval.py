@@ -83,6 +83,14 @@ async def test_refinement_with_the_constraint_guardian_beats_single_shot(
     assert last is not None, lines[-1]
     assert float(last.group(3)) == pytest.approx(rates["C"] - rates["A"], abs=0.11)
     assert model.named > 0, "some re-ask named the failing constraint"
+    single, refined = (
+        [json.loads(line) for line in (tmp_path / f"arm-{arm}.jsonl").read_text().splitlines()]
+        for arm in ("a", "c")
+    )
+    assert [r["task_id"] for r in single] == [r["task_id"] for r in refined]
+    assert len(single) == TASKS
+    assert {r["best_round"] for r in single} == {1}
+    assert any(r["best_round"] > 1 and r["passed"] for r in refined), "a re-ask's answer kept"
 
 
 def _eval_env(bootstrap: str, model_origin: str) -> dict[str, str]:
