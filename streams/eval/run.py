@@ -164,9 +164,9 @@ async def run_eval(
         arm = ARMS[name]
         progress(f"arm {arm.name} ({arm.about}): {len(tasks)} tasks")
         started = time.monotonic()
-        record = plan.out / f"arm-{arm.slug}.jsonl"
-        outcomes = await _run_arm(settings, plan, arm, tasks, progress, record)
+        outcomes = await _run_arm(settings, plan, arm, tasks, progress)
         result = ArmResult(arm, outcomes)
+        record = _record_path(plan, arm)
         _record(record, outcomes)
         progress(
             f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s "
@@ -182,7 +182,6 @@ async def _run_arm(
     arm: Arm,
     tasks: Sequence[Task],
     progress: Progress,
-    record: Path,
 ) -> list[Outcome]:
     with scratch_namespace(settings, f"eval{arm.slug}", _PARTITIONS) as scoped:
         # No shared answer cache: every arm answers every task itself.
@@ -202,7 +201,7 @@ async def _run_arm(
         workers.start_all()
         try:
             await workers.joined()
-            return await _ask_all(scoped, plan, arm, tasks, progress, record)
+            return await _ask_all(scoped, plan, arm, tasks, progress)
         finally:
             workers.stop_all()
 
@@ -213,13 +212,13 @@ async def _ask_all(
     arm: Arm,
     tasks: Sequence[Task],
     progress: Progress,
-    record: Path,
 ) -> list[Outcome]:
-    """Every task's outcome, in task order; each is also appended to ``record`` as it
-    comes, so a long arm cut short keeps what it measured (the record is rewritten in
-    task order at the end)."""
+    """Every task's outcome, in task order; each is also appended to the arm's record as
+    it comes, so a long arm cut short keeps what it measured (the record is rewritten
+    in task order at the end)."""
     slots = asyncio.Semaphore(plan.concurrency)
     done = 0
+    record = _record_path(plan, arm)
     _record(record, [])
 
     async def one(client: GuardianClient, task: Task) -> Outcome:
@@ -256,6 +255,10 @@ async def _ask_all(
 
     async with GuardianClient(settings.kafka) as client:
         return list(await asyncio.gather(*(one(client, t) for t in tasks)))
+
+
+def _record_path(plan: EvalPlan, arm: Arm) -> Path:
+    return plan.out / f"arm-{arm.slug}.jsonl"
 
 
 def _record(path: Path, outcomes: Sequence[Outcome], *, append: bool = False) -> None:
