@@ -116,6 +116,15 @@ class ArmResult:
         before = {o.task_id: o.passed for o in single.outcomes}
         return _share([before.get(o.task_id, False) and not o.passed for o in self.outcomes])
 
+    def first_rounds_alike(self, single: ArmResult) -> tuple[int, int]:
+        """Of the tasks whose final answer is this arm's first round, as single shot's
+        is, how many give single shot's answer word for word. Sampling is seeded by the
+        messages and round, so all of them should: the arms then differ only in what
+        refinement chose, not in what they happened to sample."""
+        before = {o.task_id: o.content for o in single.outcomes if o.best_round == 1}
+        kept = [o for o in self.outcomes if o.best_round == 1 and o.task_id in before]
+        return sum(o.content == before[o.task_id] for o in kept), len(kept)
+
     def mean(self, what: Callable[[Outcome], float]) -> float:
         return sum(map(what, self.outcomes)) / len(self.outcomes) if self.outcomes else 0.0
 
@@ -289,11 +298,13 @@ def summary(results: Sequence[ArmResult]) -> list[str]:
     lines = []
     for r in results:
         flips = f", flips to worse {r.flips_to_worse(single):.1%}" if single else ""
+        alike, kept = r.first_rounds_alike(single) if single and r is not single else (0, 0)
+        same = f", first round kept in {kept} tasks, {alike} as single shot's" if kept else ""
         lines.append(
             f"arm {r.arm.name} ({r.arm.about}): pass {r.pass_rate:.1%}{flips}, "
             f"mean rounds {r.mean(lambda o: o.rounds):.2f}, "
             f"mean tokens {r.mean(lambda o: o.tokens):.0f}, "
-            f"mean time {r.mean(lambda o: o.seconds):.1f}s"
+            f"mean time {r.mean(lambda o: o.seconds):.1f}s{same}"
         )
     refined = by_name.get("C")
     if single is not None and refined is not None:

@@ -40,6 +40,26 @@ def test_recorded_arms_give_the_run_s_summary_back(tmp_path: Path) -> None:
     assert line["passed"] is True
 
 
+def test_an_arm_s_first_rounds_kept_are_compared_with_single_shot_word_for_word() -> None:
+    def kept(task: str, content: str, best_round: int) -> Outcome:
+        return Outcome(task, False, "failed", best_round, 10, 1.0, "", content, best_round)
+
+    single = ArmResult(ARMS["A"], [kept(t, f"answer {t}", 1) for t in ("t1", "t2", "t3", "t4")])
+    refined = ArmResult(
+        ARMS["C"],
+        [
+            kept("t1", "answer t1", 1),
+            kept("t2", "another draw", 1),  # the first round, sampled differently
+            kept("t3", "a re-ask's answer", 2),
+            kept("t4", "", 0),  # no answer
+        ],
+    )
+    assert refined.first_rounds_alike(single) == (1, 2)
+    lines = summary([single, refined])
+    assert lines[1].endswith("first round kept in 2 tasks, 1 as single shot's")
+    assert "first round kept" not in lines[0]
+
+
 @dataclass(frozen=True)
 class _Task:
     task_id: str
