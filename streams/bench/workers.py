@@ -44,6 +44,9 @@ def worker_env(script: Path | None, partitions: int, **extra: str) -> dict[str, 
         "GUARDIAN_WORKER_METRICS_PORT": "0",
         "GUARDIAN_WORKER_SPECIALIST_CONCURRENCY": "64",
         "GUARDIAN_KAFKA_PARTITIONS": str(partitions),
+        # One configuration for the whole run: the system optimizer would otherwise
+        # resize slots partway through a saturation run.
+        "GUARDIAN_NETWORK_APPLY_CHANGES": "false",
         **extra,
     }
 

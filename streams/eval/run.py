@@ -119,8 +119,12 @@ class ArmResult:
     def first_rounds_alike(self, single: ArmResult) -> tuple[int, int]:
         """Of the tasks whose final answer is this arm's first round, as single shot's
         is, how many give single shot's answer word for word. Sampling is seeded by the
-        messages and round, so all of them should: the arms then differ only in what
-        refinement chose, not in what they happened to sample."""
+        messages and round, so nearly all should (llama.cpp reuses a cached prompt
+        prefix, and a different history of calls can change a float and so a token):
+        the arms then differ in what refinement chose, not in what they sampled. An arm
+        that declares constraints decodes its first round under them: not compared."""
+        if self.arm.declares or self.arm.name == single.arm.name:
+            return 0, 0
         before = {o.task_id: o.content for o in single.outcomes if o.best_round == 1}
         kept = [o for o in self.outcomes if o.best_round == 1 and o.task_id in before]
         return sum(o.content == before[o.task_id] for o in kept), len(kept)
@@ -175,7 +179,7 @@ async def run_eval(
         started = time.monotonic()
         outcomes = await _run_arm(settings, plan, arm, tasks, progress)
         result = ArmResult(arm, outcomes)
-        record = _record_path(plan, arm)
+        record = _record_path(plan.out, arm)
         _record(record, outcomes)
         progress(
             f"arm {arm.name}: {result.pass_rate:.1%} pass in {time.monotonic() - started:.0f}s "
@@ -227,7 +231,7 @@ async def _ask_all(
     in task order at the end)."""
     slots = asyncio.Semaphore(plan.concurrency)
     done = 0
-    record = _record_path(plan, arm)
+    record = _record_path(plan.out, arm)
     _record(record, [])
 
     async def one(client: GuardianClient, task: Task) -> Outcome:
@@ -266,17 +270,24 @@ async def _ask_all(
         return list(await asyncio.gather(*(one(client, t) for t in tasks)))
 
 
-def _record_path(plan: EvalPlan, arm: Arm) -> Path:
-    return plan.out / f"arm-{arm.slug}.jsonl"
+def _record_path(folder: Path, arm: Arm) -> Path:
+    return folder / f"arm-{arm.slug}.jsonl"
 
 
 def _record(path: Path, outcomes: Sequence[Outcome], *, append: bool = False) -> None:
-    """One JSON line per task: the verdict, the response's status, rounds, tokens, time
-    and the final answer, so a run can be audited and compared task by task."""
+    """One JSON line per task: the verdict, the response's status, rounds, the round
+    kept, tokens, time and the final answer, so a run can be audited and compared task
+    by task. Appended to, or replaced whole (through a file renamed over it, so an
+    interruption never leaves it half written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a" if append else "w", encoding="utf-8") as out:
-        for o in outcomes:
-            out.write(json.dumps(asdict(o), ensure_ascii=False) + "\n")
+    lines = "".join(json.dumps(asdict(o), ensure_ascii=False) + "\n" for o in outcomes)
+    if append:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(lines)
+        return
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(lines, encoding="utf-8")
+    partial.replace(path)
 
 
 def recorded(folder: Path) -> list[ArmResult]:
@@ -284,7 +295,7 @@ def recorded(folder: Path) -> list[ArmResult]:
     the order of ``ARMS``: a run's summary again, or several partial runs' together."""
     results = []
     for arm in ARMS.values():
-        path = folder / f"arm-{arm.slug}.jsonl"
+        path = _record_path(folder, arm)
         if path.exists():
             lines = path.read_text(encoding="utf-8").splitlines()
             results.append(ArmResult(arm, [Outcome(**json.loads(line)) for line in lines]))
@@ -298,7 +309,7 @@ def summary(results: Sequence[ArmResult]) -> list[str]:
     lines = []
     for r in results:
         flips = f", flips to worse {r.flips_to_worse(single):.1%}" if single else ""
-        alike, kept = r.first_rounds_alike(single) if single and r is not single else (0, 0)
+        alike, kept = r.first_rounds_alike(single) if single else (0, 0)
         same = f", first round kept in {kept} tasks, {alike} as single shot's" if kept else ""
         lines.append(
             f"arm {r.arm.name} ({r.arm.about}): pass {r.pass_rate:.1%}{flips}, "

@@ -82,6 +82,12 @@ async def test_refinement_with_the_constraint_guardian_beats_single_shot(
     )
     assert last is not None, lines[-1]
     assert float(last.group(3)) == pytest.approx(rates["C"] - rates["A"], abs=0.11)
+    # The model answers a task's draft the same way every time: where an arm kept its
+    # first round, that is single shot's answer word for word.
+    resampled = next(line for line in lines if line.startswith("arm R "))
+    alike = re.search(r"first round kept in (\d+) tasks, (\d+) as single shot's$", resampled)
+    assert alike is not None, resampled
+    assert int(alike.group(1)) == int(alike.group(2)) > 0
     assert model.named > 0, "some re-ask named the failing constraint"
     single, refined = (
         [json.loads(line) for line in (tmp_path / f"arm-{arm}.jsonl").read_text().splitlines()]

@@ -55,6 +55,9 @@ def test_an_arm_s_first_rounds_kept_are_compared_with_single_shot_word_for_word(
         ],
     )
     assert refined.first_rounds_alike(single) == (1, 2)
+    declared = ArmResult(ARMS["C+"], refined.outcomes)  # decodes under its constraints
+    assert declared.first_rounds_alike(single) == (0, 0)
+    assert single.first_rounds_alike(single) == (0, 0)
     lines = summary([single, refined])
     assert lines[1].endswith("first round kept in 2 tasks, 1 as single shot's")
     assert "first round kept" not in lines[0]

@@ -76,14 +76,6 @@ async def test_a_seed_makes_sampling_repeatable_whatever_came_before(llm: Embedd
 
 
 @module_loop
-async def test_a_prompt_beyond_the_context_window_names_the_setting() -> None:
-    small = EmbeddedLLM(EmbeddedModelSettings(n_ctx=256))
-    too_long = [ChatMessage(role="user", content="word " * 400)]
-    with pytest.raises(ModelRejected, match="GUARDIAN_EMBEDDED_N_CTX=256"):
-        await small.complete(too_long, temperature=0.0, max_tokens=8)
-
-
-@module_loop
 async def test_characters_ruled_out_while_decoding_do_not_appear(llm: EmbeddedLLM) -> None:
     question = [ChatMessage(role="user", content="Describe Paris in two sentences.")]
     free = await llm.complete(question, temperature=0.0, max_tokens=60)
@@ -130,7 +122,7 @@ async def test_concurrent_calls_are_serialised_and_agree(llm: EmbeddedLLM) -> No
 async def test_a_prompt_beyond_the_context_window_is_rejected() -> None:
     small = EmbeddedLLM(EmbeddedModelSettings(n_ctx=256))
     too_long = [ChatMessage(role="user", content="word " * 400)]
-    with pytest.raises(ModelRejected) as caught:
+    with pytest.raises(ModelRejected, match="GUARDIAN_EMBEDDED_N_CTX=256") as caught:
         await small.complete(too_long, temperature=0.0, max_tokens=8)
     assert not caught.value.retriable
 
