@@ -217,9 +217,9 @@ class EmbeddedLLM:
                     seed=seed,
                 )
             except ValueError as exc:
-                # llama-cpp-python raises ValueError for prompts beyond the context window.
-                raise ModelRejected(
-                    f"{exc} (GUARDIAN_EMBEDDED_N_CTX={self._settings.n_ctx})"
-                ) from exc
+                # llama-cpp-python raises ValueError for prompts beyond the context window
+                # (and for a schema it cannot turn into a grammar).
+                hint = f" (GUARDIAN_EMBEDDED_N_CTX={self._settings.n_ctx})"
+                raise ModelRejected(f"{exc}{hint if 'context window' in str(exc) else ''}") from exc
             except RuntimeError as exc:
                 raise ModelUnavailable(f"llama.cpp failed: {exc}") from exc

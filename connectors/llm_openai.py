@@ -55,6 +55,9 @@ class OpenAISettings(BaseSettings):
     """Longest silence while waiting for the (non-streamed) answer."""
     max_tokens_cap: int = Field(default=1024, ge=1)
     """Upper bound on ``max_tokens`` whatever a task asks for."""
+    send_seed: bool = True
+    """Send each call's sampling seed (``seed``; OpenAI, vLLM and llama.cpp's server take
+    it); false for a service that refuses fields it does not know."""
 
     @field_validator("base_url")
     @classmethod
@@ -210,7 +213,7 @@ class OpenAICompatibleLLM:
         # The OpenAI API has no field that rules characters out (``logit_bias`` needs the
         # server's token ids), so ``forbid`` is left to the guardians' check.
         payload = self._payload(messages, temperature, max_tokens, json_mode, json_schema)
-        if seed is not None:
+        if seed is not None and self._settings.send_seed:
             # Best effort on OpenAI's side; vLLM and llama.cpp's server honour it.
             payload["seed"] = seed
         response = await self._post(payload)

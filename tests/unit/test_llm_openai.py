@@ -112,6 +112,16 @@ async def test_a_seed_is_sent_only_when_given(
     assert "seed" not in unseeded.body
 
 
+async def test_a_seed_is_not_sent_to_a_service_told_not_to(service: FakeModelService) -> None:
+    settings = OpenAISettings(base_url=service.base_url, model=MODEL, send_seed=False)
+    quiet = OpenAICompatibleLLM(settings)
+    try:
+        await quiet.complete(MESSAGES, temperature=0.7, max_tokens=8, seed=1234)
+    finally:
+        await quiet.aclose()
+    assert "seed" not in service.received[-1].body
+
+
 async def test_json_mode_asks_for_a_json_object(
     service: FakeModelService, llm: OpenAICompatibleLLM
 ) -> None:
