@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams.eval.project_set import tasks as project_tasks
-from streams.eval.run import ARMS, EvalPlan, Task, only, recorded, run_eval, summary
+from streams.eval.run import ARMS, EvalPlan, Task, only, recorded, run_eval, spread, summary
 from streams.settings import AppSettings
 
 
@@ -40,7 +40,15 @@ def add_eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "C+ sends), or only those where the constraint guardian finds a constraint stated "
         "in the prompt",
     )
-    ev.add_argument("--tasks", type=int, help="the first N tasks of the set (after --only)")
+    size = ev.add_mutually_exclusive_group()
+    size.add_argument("--tasks", type=int, help="the first N tasks of the set (after --only)")
+    size.add_argument(
+        "--spread",
+        type=int,
+        metavar="N",
+        help="N tasks spread evenly over the set (after --only): IFBench's prompts come "
+        "grouped by instruction type, so its first N cover only a few types",
+    )
     ev.add_argument(
         "--max-tokens",
         type=int,
@@ -89,6 +97,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"no task of the {args.task_set} set is {args.only}")
         return 2
     chosen = chosen[: args.tasks] if args.tasks else chosen
+    chosen = spread(chosen, args.spread) if args.spread else chosen
     out = args.out or Path(".run/eval") / time.strftime("%Y%m%d-%H%M%S")
     max_tokens = args.max_tokens or (512 if args.task_set == "ifbench" else None)
     plan = EvalPlan(

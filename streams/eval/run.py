@@ -150,6 +150,16 @@ def only(tasks: Sequence[Task], which: str | None) -> list[Task]:
     raise ValueError(f"no such subset {which!r}: choose declared or stated")
 
 
+def spread(tasks: Sequence[Task], n: int) -> list[Task]:
+    """``n`` of ``tasks`` at even steps from the first, in order (all when ``n`` is the
+    count or more)."""
+    if n <= 0:
+        raise ValueError(f"cannot spread {n} tasks: ask for one or more")
+    count = len(tasks)
+    n = min(n, count)
+    return [tasks[i * count // n] for i in range(n)]
+
+
 def verify(task: Task, response: ResponseDelivered | None) -> bool:
     """The external verdict: the task set's own verifier on the final answer."""
     if response is None or response.status not in {"passed", "failed"}:

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from schemas.request_events import Constraint
-from streams.eval.run import ARMS, ArmResult, Outcome, _record, only, recorded, summary
+from streams.eval.run import (
+    ARMS,
+    ArmResult,
+    Outcome,
+    _record,
+    only,
+    recorded,
+    spread,
+    summary,
+)
 
 
 def outcome(task: str, passed: bool, rounds: int = 1) -> Outcome:
@@ -89,3 +98,12 @@ def test_a_subset_keeps_the_tasks_with_an_exact_signal() -> None:
     assert [t.task_id for t in only(tasks, None)] == ["plain", "stated", "declared"]
     with pytest.raises(ValueError, match="declared or stated"):
         only(tasks, "hard")
+
+
+def test_a_spread_takes_tasks_at_even_steps_across_the_set() -> None:
+    tasks = [_Task(f"t{i}", "prompt") for i in range(10)]
+    assert [t.task_id for t in spread(tasks, 4)] == ["t0", "t2", "t5", "t7"]
+    assert [t.task_id for t in spread(tasks, 1)] == ["t0"]
+    assert spread(tasks, 25) == tasks
+    with pytest.raises(ValueError, match="one or more"):
+        spread(tasks, 0)
