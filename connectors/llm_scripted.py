@@ -131,8 +131,7 @@ class ScriptedLLM:
         self._name = name
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
-        self._history: list[tuple[str, tuple[ChatMessage, ...]]] = []
-        self._seeds: list[tuple[str, int | None]] = []
+        self._history: list[tuple[str, tuple[ChatMessage, ...], int | None]] = []
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "scripted") -> ScriptedLLM:
@@ -161,13 +160,13 @@ class ScriptedLLM:
     def requests(self, key: str) -> list[tuple[ChatMessage, ...]]:
         """The messages of every call that selected ``key``, oldest first."""
         with self._lock:
-            return [messages for k, messages in self._history if k == key]
+            return [messages for k, messages, _ in self._history if k == key]
 
     def seeds(self, key: str) -> list[int | None]:
         """The sampling seed of every call that selected ``key``, oldest first (a script
         answers the same whatever the seed)."""
         with self._lock:
-            return [seed for k, seed in self._seeds if k == key]
+            return [seed for k, _, seed in self._history if k == key]
 
     async def complete(
         self,
@@ -201,8 +200,7 @@ class ScriptedLLM:
         with self._lock:
             self._calls[key] += 1
             call = self._calls[key]
-            self._history.append((key, tuple(messages)))
-            self._seeds.append((key, seed))
+            self._history.append((key, tuple(messages), seed))
         system = " ".join(m.content for m in messages if m.role == "system")
         for phrase, step in self._script.when_system_contains.items():
             if phrase in system:

@@ -200,11 +200,7 @@ async def run_eval(
 
 
 async def _run_arm(
-    settings: AppSettings,
-    plan: EvalPlan,
-    arm: Arm,
-    tasks: Sequence[Task],
-    progress: Progress,
+    settings: AppSettings, plan: EvalPlan, arm: Arm, tasks: Sequence[Task], progress: Progress
 ) -> list[Outcome]:
     with scratch_namespace(settings, f"eval{arm.slug}", _PARTITIONS) as scoped:
         # No shared answer cache: every arm answers every task itself.

@@ -207,6 +207,14 @@ async def read_until(
         await consumer.stop()
 
 
+async def until_logged(p: Pipeline, text: str, *, timeout_s: float) -> None:
+    """Wait until the worker logs ``text``; fail with the log's tail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while text not in p.log():
+        assert time.monotonic() < deadline, p.log()[-2000:]
+        await asyncio.sleep(0.2)  # polling the worker's log inside a deadline
+
+
 def covers(ids: set[str]) -> Callable[[list[E]], bool]:
     """A ``done`` predicate: every id in ``ids`` has at least one event (a response only
     when it is the request's final answer)."""

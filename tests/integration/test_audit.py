@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from schemas.network_events import ExperimentConcluded, ImprovementProposed
 from schemas.request_events import ResponseDelivered, VerdictIssued
 from streams.cli_replay import EXIT_OK, add_replay_commands, run_replay
 from streams.settings import AppSettings
-from tests.integration.harness import Pipeline, covers, pipeline, read_until
+from tests.integration.harness import Pipeline, covers, pipeline, read_until, until_logged
 from tests.integration.test_pipeline import QA, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -62,10 +61,7 @@ async def publish(p: Pipeline, change: Change, reason: str) -> int:
     )
     event = await publish_change(p.kafka, derive, first)
     assert event is not None
-    deadline = time.monotonic() + 60
-    while f"config version {event.version} applied" not in p.log():
-        assert time.monotonic() < deadline, p.log()[-2000:]
-        await asyncio.sleep(0.2)  # polling the worker's log inside a deadline
+    await until_logged(p, f"config version {event.version} applied", timeout_s=60)
     return event.version
 
 

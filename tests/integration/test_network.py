@@ -27,7 +27,7 @@ from schemas.network_events import (
 )
 from schemas.request_events import ResponseDelivered, SpecialistAnswered, VerdictIssued
 from streams.settings import AppSettings
-from tests.integration.harness import Pipeline, pipeline, read_until
+from tests.integration.harness import Pipeline, pipeline, read_until, until_logged
 from tests.integration.test_pipeline import QA, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -147,10 +147,7 @@ async def test_frozen_changes_are_reviewed_but_never_started(
         approved = [r for r in reviews if r.approved]
         assert approved, [r.reasons for r in reviews]
         # The experiment stage has taken the approval in, and started nothing.
-        deadline = time.monotonic() + 30
-        while "the experiment queue waits" not in p.log():
-            assert time.monotonic() < deadline, p.log()
-            await asyncio.sleep(0.2)
+        await until_logged(p, "the experiment queue waits", timeout_s=30)
         history = await read_config_history(p.kafka)
     assert {p.key for p in proposals} >= {"specialist.system_prompt"}
     assert [c.version for c in history] == [0], [c.reason for c in history]

@@ -137,11 +137,12 @@ async def test_an_experiment_counts_one_verdict_per_request() -> None:
     agg = aggregator()
     facts = arms(8)
     notes = [
-        f.model_copy(update={"event_id": f"{f.event_id}-{s}", "source_event_id": f"n-{i}-{s}"})
+        f.model_copy(
+            update={"event_id": f"{f.event_id}-{s}", "source_event_id": f"n-{i}-{s}", "subtask": s}
+        )
         for i, f in enumerate(facts)
         for s in ("facts", "reasoning")
     ]
-    notes = [n.model_copy(update={"subtask": n.event_id.rsplit("-", 1)[1]}) for n in notes]
     answers = [f.model_copy(update={"subtask": "synthesis"}) for f in facts[:4]] + facts[4:]
     await feed(rt, agg, [*notes, *answers])
     assert tally(agg) == (4, 4)
